@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make up` (the course) and `make test` (everything, as CI).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APP_PROJECTS := $(sort $(wildcard apps/*/pyproject.toml))
+
+.PHONY: help up test venv tools test-deps lint format unit e2e clean
+
+help:
+	@echo "make up         check the machine, pick (or start) a training cluster, run the first lab"
+	@echo "make test       lint + every test, the embedded-cluster end-to-end ones included (= CI)"
+	@echo "make tools      build kubectl, helm, the API server, etcd and kwok into the cache"
+	@echo "make test-deps  install the servers the tests talk to (RabbitMQ, Chromium; needs root)"
+	@echo "make lint       ruff check + format check;  make format  to fix"
+
+# One virtualenv for the tool and every app (each app still has its own pyproject for its image).
+$(VENV)/.installed: pyproject.toml $(APP_PROJECTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' $(foreach p,$(APP_PROJECTS),-e '$(dir $(p))[test]')
+	touch $@
+
+venv: $(VENV)/.installed
+
+up: venv
+	$(BIN)/kubelab up
+
+tools: venv
+	$(BIN)/python tools/build_k8s.py
+
+test-deps: venv
+	$(BIN)/python scripts/test_deps.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+unit: venv
+	$(BIN)/pytest -m "not e2e"
+
+e2e: venv tools
+	$(BIN)/pytest -m e2e
+
+test: venv test-deps tools lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports

@@ -1,0 +1,301 @@
+"""The `kubelab` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kubelab.errors import KubelabError
+from kubelab.lab.loader import load_all, load_lab
+
+app = typer.Typer(
+    help="A hands-on Kubernetes course that checks itself: run, check and reset its labs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cluster_app = typer.Typer(help="The embedded training cluster (real control plane, kwok nodes).")
+images_app = typer.Typer(help="Build the course's images and make them available to the cluster.")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(images_app, name="images")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+AllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-context",
+        help="Also act on this context (exact name) although it is not a known local cluster.",
+    ),
+]
+StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
+
+
+def _session(allow: list[str] | None):
+    from kubelab.session import Session
+
+    session = Session.open(allow)
+    console.print(
+        f"[dim]context:[/] [bold]{escape(session.context.name)}[/] "
+        f"[dim]({session.flavour.title}, {escape(session.context.server)})[/]"
+    )
+    return session
+
+
+# --- the course ---------------------------------------------------------------------------------
+
+
+@app.command()
+def labs() -> None:
+    """List the labs, their steps and requirements (and which are unmet on this cluster)."""
+    loaded = load_all()
+    caps = None
+    try:
+        from kubelab.session import Session
+
+        session = Session.open()
+        caps = session.capabilities
+        console.print(f"[dim]cluster: {session.context.name} ({session.flavour.title})[/]")
+    except KubelabError as exc:
+        console.print(f"[dim]no cluster checked: {escape(exc.message)}[/]")
+    table = Table("lab", "title", "steps", "requires", "unmet here")
+    for item in loaded:
+        lab = item.lab
+        reqs = sorted({r for s in lab.steps for r in s.effective_requires(lab.spec.requires)})
+        unmet = "" if caps is None else "; ".join(sorted({u for r in reqs for u in caps.unmet([r])}))
+        table.add_row(lab.name, lab.title, str(len(lab.steps)), ", ".join(reqs) or "-",
+                      unmet or ("-" if caps else "?"))
+    console.print(table)
+
+
+@app.command()
+def show(lab: str) -> None:
+    """Show a lab's steps: commands, expectations, interactive marks."""
+    from kubelab.checks import describe
+
+    loaded = load_lab(lab)
+    spec = loaded.lab.spec
+    console.print(f"[bold]{escape(loaded.lab.title)}[/] [dim]({loaded.lab.name}, {loaded.folder})[/]")
+    if spec.requires:
+        console.print(f"requires: {', '.join(spec.requires)}")
+    for i, step in enumerate(loaded.lab.steps, 1):
+        mark = " [magenta](interactive)[/]" if step.interactive else ""
+        console.print(f"\n[bold]{i}. {escape(step.title)}[/] [dim]{step.id}[/]{mark}")
+        for command in step.run:
+            console.print(f"   [cyan]$[/] {escape(command)}")
+        if step.interactive:
+            for action in step.automated or []:
+                text = action if isinstance(action, str) else action.http.describe()
+                console.print(f"   [dim]automated:[/] {escape(text)}")
+        for expectation in step.expect:
+            console.print(f"   [green]expect[/] {escape(describe(expectation, None))}")  # type: ignore[arg-type]
+        needs = step.effective_requires(spec.requires)
+        if needs:
+            console.print(f"   [dim]requires: {', '.join(needs)}[/]")
+
+
+@app.command()
+def run(
+    lab: str,
+    step: StepOpt = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start at this step.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the lab's objects for a look.")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write FILE.json or FILE.xml (JUnit).")
+    ] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Run a lab's steps, waiting for each one's expectations; then clean up."""
+    from kubelab import report as reports
+    from kubelab.runner import Runner
+    from kubelab.ui import ConsoleProgress, show_summary
+
+    if step and from_:
+        raise KubelabError("use either --step or --from, not both")
+    if report is not None and report.suffix not in (".json", ".xml"):
+        raise KubelabError(f"cannot write a report to {report}", "name it *.json or *.xml (JUnit)")
+    loaded = load_lab(lab)
+    for step_id in (step, from_):
+        if step_id:
+            _known_step(loaded, step_id)
+    with _session(allow_context) as session:
+        result = Runner(session, loaded, ConsoleProgress(console)).run(step, from_, keep)
+    show_summary(console, result)
+    if report is not None:
+        reports.write(result, report)
+        console.print(f"[dim]report: {report}[/]")
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command()
+def check(lab: str, step: StepOpt = None, allow_context: AllowOpt = None) -> None:
+    """Check my work: verify the expectations against the cluster as it is now."""
+    from kubelab.runner import Runner
+    from kubelab.ui import ConsoleProgress, show_step
+
+    loaded = load_lab(lab)
+    if step:
+        _known_step(loaded, step)
+    with _session(allow_context) as session:
+        result = Runner(session, loaded, ConsoleProgress(console)).check(step)
+    for item in result.steps:
+        console.print(f"\n[bold]{escape(item.title)}[/] [dim]({item.id})[/]")
+        show_step(console, item)
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command()
+def reset(lab: str, allow_context: AllowOpt = None) -> None:
+    """Undo a lab: run its cleanup (safe to run again)."""
+    from kubelab.runner import Runner
+    from kubelab.ui import ConsoleProgress, show_step
+
+    loaded = load_lab(lab)
+    with _session(allow_context) as session:
+        result = Runner(session, loaded, ConsoleProgress(console)).reset()
+    show_step(console, result)
+    raise typer.Exit(0 if result.status != "failed" else 1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of lab.yaml."""
+    from kubelab.lab.model import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def doctor(allow_context: AllowOpt = None) -> None:
+    """Check this machine and the current cluster for the labs."""
+    from kubelab.doctor import diagnose
+
+    ok = diagnose(console, allow_context)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def up(
+    lab: Annotated[str, typer.Argument(help="The lab to run first.")] = "probe-test-app",
+    allow_context: AllowOpt = None,
+) -> None:
+    """The main job: check the machine, use the current local cluster (or start the embedded
+    one when there is none) and run the first lab."""
+    from kubelab.doctor import pick_cluster
+
+    pick_cluster(console, allow_context)
+    run(lab, allow_context=allow_context)
+
+
+def _known_step(loaded, step_id: str) -> None:
+    try:
+        loaded.lab.step(step_id)
+    except KeyError as exc:
+        raise KubelabError(str(exc.args[0]), f"see `kubelab show {loaded.lab.name}`") from None
+
+
+# --- the embedded cluster -----------------------------------------------------------------------
+
+
+@cluster_app.command("up")
+def cluster_up(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="kwok nodes")] = 1,
+) -> None:
+    """Start the embedded cluster and make it the current context (like kind does)."""
+    from kubelab.embedded import cluster
+
+    result = cluster.up(nodes=nodes, progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    console.print(
+        f"[green]embedded cluster up[/]: context [bold]{result.context}[/] in {result.seconds:.1f}s"
+    )
+
+
+@cluster_app.command("down")
+def cluster_down() -> None:
+    """Stop the embedded cluster and remove its context: no process or port is left behind."""
+    from kubelab.embedded import cluster
+
+    cluster.down(progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    console.print("[green]embedded cluster down[/]")
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Exit 0 only when the API answers and every node is Ready."""
+    from kubelab.embedded import cluster
+
+    state = cluster.status()
+    for name, ready in state.nodes:
+        console.print(f"  node {name}: {'[green]Ready[/]' if ready else '[red]NotReady[/]'}")
+    console.print(state.message)
+    ok = state.api_ok and bool(state.nodes) and all(r for _, r in state.nodes)
+    raise typer.Exit(0 if ok else 1)
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+@images_app.command("build")
+def images_build(
+    app_name: Annotated[str | None, typer.Argument(metavar="[APP]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands only.")] = False,
+) -> None:
+    """Build the apps' images with the local Docker, tagged as the lab manifests use them."""
+    from kubelab.images import build_commands, execute
+
+    execute(console, build_commands(app_name), dry_run)
+
+
+@images_app.command("load")
+def images_load(
+    app_name: Annotated[str | None, typer.Argument(metavar="[APP]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands only.")] = False,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Make the built images available to the current cluster when its flavour needs it."""
+    from kubelab.images import execute, load_commands
+
+    with _session(allow_context) as session:
+        commands = load_commands(session.flavour, session.context.name, app_name)
+    if not commands:
+        console.print(
+            f"nothing to do: {session.flavour.title} "
+            + ("uses Docker's own image store" if session.flavour.containers
+               else "runs no containers")
+        )
+        return
+    execute(console, commands, dry_run)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
+        sys.exit(code if isinstance(code, int) else 0)
+    except KubelabError as exc:
+        err.print(f"[red]error:[/] {escape(exc.message)}")
+        if exc.hint:
+            err.print(f"  → {escape(exc.hint)}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come through here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

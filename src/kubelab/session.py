@@ -1,0 +1,62 @@
+"""A connection to the one cluster a command acts on: guarded context, flavour, capabilities."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubelab.cluster.api import Kube
+from kubelab.cluster.context import Context, current_context, guard, pinned_kubeconfig
+from kubelab.cluster.flavour import Capabilities, Flavour, detect
+from kubelab.errors import MissingToolError
+
+
+def tool_path() -> str:
+    """PATH with the embedded cluster's cached binaries (kubectl, helm) as a fallback."""
+    path = os.environ.get("PATH", "")
+    try:
+        from kubelab.embedded.build import bin_dir
+
+        cached = bin_dir()
+    except Exception:  # no cache configured: PATH as it is
+        return path
+    return f"{path}{os.pathsep}{cached}" if cached.is_dir() else path
+
+
+@dataclass
+class Session:
+    context: Context
+    flavour: Flavour
+    kube: Kube
+    capabilities: Capabilities
+    kubeconfig: Path  # private, pinned to `context`
+    env: dict[str, str]  # what a lab's commands run with
+
+    @classmethod
+    def open(cls, allow: list[str] | None = None) -> Session:
+        context = current_context()
+        guard(context, allow)
+        path = tool_path()
+        kubectl = shutil.which("kubectl", path=path)
+        if kubectl is None:
+            raise MissingToolError(
+                "kubectl is not on PATH",
+                "install kubectl (README: prerequisites) or build the cached one: `make tools`",
+            )
+        pinned = pinned_kubeconfig(context.name, kubectl)
+        kube = Kube(pinned, context.name)
+        nodes = kube.nodes()
+        flavour = detect(context.name, nodes)
+        env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": path}
+        return cls(context, flavour, kube, Capabilities(kube, flavour, len(nodes)), pinned, env)
+
+    def close(self) -> None:
+        self.kubeconfig.unlink(missing_ok=True)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,33 @@
+"""Shared helpers for the tool's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_kubelab(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `kubelab` console script as a learner would."""
+    kubelab = Path(sys.executable).with_name("kubelab")
+    return subprocess.run(
+        [str(kubelab), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd or REPO,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def kubelab_cli():
+    return run_kubelab
