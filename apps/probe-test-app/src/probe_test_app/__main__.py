@@ -1,0 +1,5 @@
+import sys
+
+from probe_test_app.cli import main
+
+sys.exit(main())
