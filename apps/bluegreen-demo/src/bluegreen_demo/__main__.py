@@ -1,0 +1,3 @@
+from bluegreen_demo.cli import main
+
+raise SystemExit(main())

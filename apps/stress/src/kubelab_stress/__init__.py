@@ -1,0 +1,3 @@
+"""Burn CPU or memory on purpose so Kubernetes limits become visible."""
+
+__version__ = "1.0.0"

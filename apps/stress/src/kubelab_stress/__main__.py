@@ -1,0 +1,3 @@
+from kubelab_stress.cli import main
+
+raise SystemExit(main())
