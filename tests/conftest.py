@@ -31,3 +31,11 @@ def run_kubelab(
 @pytest.fixture
 def kubelab_cli():
     return run_kubelab
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ needs the embedded cluster: mark it so `-m "not e2e"` works."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

@@ -77,7 +77,9 @@ def pick(expected: Any, actual: Any) -> Any:
     if isinstance(expected, dict) and isinstance(actual, dict):
         return {k: pick(v, actual[k]) for k, v in expected.items() if k in actual}
     if isinstance(expected, list) and isinstance(actual, list):
-        return [pick(e, a) for e, a in zip(expected, actual, strict=False)] + actual[len(expected):]
+        return [pick(e, a) for e, a in zip(expected, actual, strict=False)] + actual[
+            len(expected) :
+        ]
     return actual
 
 
@@ -87,7 +89,7 @@ def leaves(obj: Any, path: str = "") -> list[str]:
         return [s for k, v in obj.items() for s in leaves(v, f"{path}.{k}" if path else str(k))]
     if isinstance(obj, list):
         return [s for i, v in enumerate(obj) for s in leaves(v, f"{path}[{i}]")]
-    return [f"{path}={obj}"]
+    return [f"{path}={obj if isinstance(obj, str) else json.dumps(obj)}"]
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -114,7 +116,8 @@ def describe(expectation: Any, ctx: CheckContext) -> str:
     if isinstance(e, m.MatchExpectation):
         meta = e.match["metadata"]
         fields = [
-            f for f in leaves({k: v for k, v in e.match.items() if k not in ("apiVersion", "kind")})
+            f
+            for f in leaves({k: v for k, v in e.match.items() if k not in ("apiVersion", "kind")})
             if not f.startswith(("metadata.name=", "metadata.namespace="))
         ]
         shown = ", ".join(fields[:3]) + (" …" if len(fields) > 3 else "")
@@ -127,8 +130,12 @@ def describe(expectation: Any, ctx: CheckContext) -> str:
             bound = f"exactly {c.equals}"
         else:
             bound = " and ".join(
-                s for s in (f"at least {c.min}" if c.min is not None else "",
-                            f"at most {c.max}" if c.max is not None else "") if s
+                s
+                for s in (
+                    f"at least {c.min}" if c.min is not None else "",
+                    f"at most {c.max}" if c.max is not None else "",
+                )
+                if s
             )
         where = f" with {', '.join(leaves(c.where))}" if c.where else ""
         return f"{bound} {c.kind}(s) -l {c.selector or c.name}{where}"
@@ -201,7 +208,10 @@ def _absent(e: m.AbsentExpectation, ctx: CheckContext) -> Outcome:
         return Outcome(True, summary)
     ns = _ns(e.absent.namespace, ctx)
     return Outcome(
-        False, summary, f"still there: {', '.join(_names(objs))}", _names(objs),
+        False,
+        summary,
+        f"still there: {', '.join(_names(objs))}",
+        _names(objs),
         [(e.absent.kind, n, ns) for n in _names(objs)],
     )
 
@@ -211,8 +221,10 @@ def _count(e: m.CountExpectation, ctx: CheckContext) -> Outcome:
     objs = _objects(c, ctx)
     counted = [o for o in objs if not c.where or not mismatches(c.where, o)]
     n = len(counted)
-    ok = (c.equals is None or n == c.equals) and (c.min is None or n >= c.min) and (
-        c.max is None or n <= c.max
+    ok = (
+        (c.equals is None or n == c.equals)
+        and (c.min is None or n >= c.min)
+        and (c.max is None or n <= c.max)
     )
     detail = f"found {n}: {', '.join(_names(counted)) or '(none)'}"
     if c.where and len(objs) != n:
@@ -220,8 +232,13 @@ def _count(e: m.CountExpectation, ctx: CheckContext) -> Outcome:
         why = "; ".join(f"{o['metadata']['name']}: {mismatches(c.where, o)[0]}" for o in others[:3])
         detail += f" (not counted: {why})"
     ns = _ns(c.namespace, ctx)
-    return Outcome(ok, describe(e, ctx), "" if ok else detail, _names(counted),
-                   [(c.kind, name, ns) for name in _names(objs)[:3]])
+    return Outcome(
+        ok,
+        describe(e, ctx),
+        "" if ok else detail,
+        _names(counted),
+        [(c.kind, name, ns) for name in _names(objs)[:3]],
+    )
 
 
 def _condition(e: m.ConditionExpectation, ctx: CheckContext) -> Outcome:
@@ -240,7 +257,8 @@ def _condition(e: m.ConditionExpectation, ctx: CheckContext) -> Outcome:
         if not found or found.get("status") != c.status:
             state = (
                 f"{found.get('status')} ({found.get('reason') or ''} {found.get('message') or ''})"
-                if found else "not reported"
+                if found
+                else "not reported"
             )
             missing.append(f"{obj['metadata']['name']}: {c.type} is {state.strip()}")
     related = [(c.kind, n, ns) for n in _names(objs)[:3]]
@@ -315,8 +333,13 @@ def _http(e: m.HttpExpectation, ctx: CheckContext) -> Outcome:
             problems.append("body is not JSON")
     kind = "Service" if h.service else "Pod"
     related = [(kind, h.service or h.pod, _ns(h.namespace, ctx))] if (h.service or h.pod) else []
-    return Outcome(not problems, summary, "; ".join(problems),
-                   {"status": answer.status, "body": answer.body[:500]}, related)
+    return Outcome(
+        not problems,
+        summary,
+        "; ".join(problems),
+        {"status": answer.status, "body": answer.body[:500]},
+        related,
+    )
 
 
 def _log(e: m.LogExpectation, ctx: CheckContext) -> Outcome:
@@ -329,8 +352,13 @@ def _log(e: m.LogExpectation, ctx: CheckContext) -> Outcome:
     for name in names:
         if spec.contains in ctx.kube.pod_logs(name, ns, spec.container):
             return Outcome(True, summary)
-    return Outcome(False, summary, f"not in the logs of {', '.join(names)}", None,
-                   [("Pod", n, ns) for n in names[:3]])
+    return Outcome(
+        False,
+        summary,
+        f"not in the logs of {', '.join(names)}",
+        None,
+        [("Pod", n, ns) for n in names[:3]],
+    )
 
 
 _EVALUATORS: list[tuple[type, Callable[[Any, CheckContext], Outcome]]] = [

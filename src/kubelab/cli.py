@@ -70,9 +70,16 @@ def labs() -> None:
     for item in loaded:
         lab = item.lab
         reqs = sorted({r for s in lab.steps for r in s.effective_requires(lab.spec.requires)})
-        unmet = "" if caps is None else "; ".join(sorted({u for r in reqs for u in caps.unmet([r])}))
-        table.add_row(lab.name, lab.title, str(len(lab.steps)), ", ".join(reqs) or "-",
-                      unmet or ("-" if caps else "?"))
+        unmet = (
+            "" if caps is None else "; ".join(sorted({u for r in reqs for u in caps.unmet([r])}))
+        )
+        table.add_row(
+            lab.name,
+            lab.title,
+            str(len(lab.steps)),
+            ", ".join(reqs) or "-",
+            unmet or ("-" if caps else "?"),
+        )
     console.print(table)
 
 
@@ -83,7 +90,9 @@ def show(lab: str) -> None:
 
     loaded = load_lab(lab)
     spec = loaded.lab.spec
-    console.print(f"[bold]{escape(loaded.lab.title)}[/] [dim]({loaded.lab.name}, {loaded.folder})[/]")
+    console.print(
+        f"[bold]{escape(loaded.lab.title)}[/] [dim]({loaded.lab.name}, {loaded.folder})[/]"
+    )
     if spec.requires:
         console.print(f"requires: {', '.join(spec.requires)}")
     for i, step in enumerate(loaded.lab.steps, 1):
@@ -107,7 +116,9 @@ def run(
     lab: str,
     step: StepOpt = None,
     from_: Annotated[str | None, typer.Option("--from", help="Start at this step.")] = None,
-    keep: Annotated[bool, typer.Option("--keep", help="Leave the lab's objects for a look.")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the lab's objects for a look.")
+    ] = False,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write FILE.json or FILE.xml (JUnit).")
     ] = None,
@@ -268,8 +279,11 @@ def images_load(
     if not commands:
         console.print(
             f"nothing to do: {session.flavour.title} "
-            + ("uses Docker's own image store" if session.flavour.containers
-               else "runs no containers")
+            + (
+                "uses Docker's own image store"
+                if session.flavour.containers
+                else "runs no containers"
+            )
         )
         return
     execute(console, commands, dry_run)

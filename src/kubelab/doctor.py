@@ -40,7 +40,9 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
     kubectl, out = _tool_version(["kubectl", "version", "--client", "-o", "json"], path)
     client_version = ""
     if kubectl is None:
-        console.print(f"{FAIL} kubectl: not found — install it (README: prerequisites) or `make tools`")
+        console.print(
+            f"{FAIL} kubectl: not found — install it (README: prerequisites) or `make tools`"
+        )
         ok = False
     else:
         try:
@@ -50,8 +52,10 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
         console.print(f"{OK} kubectl {client_version} [dim]({kubectl})[/]")
     helm, out = _tool_version(["helm", "version", "--short"], path)
     if helm is None:
-        console.print(f"{FAIL} helm: not found — the Helm and operator labs need it "
-                      "(README: prerequisites, or `make tools`)")
+        console.print(
+            f"{FAIL} helm: not found — the Helm and operator labs need it "
+            "(README: prerequisites, or `make tools`)"
+        )
         ok = False
     else:
         console.print(f"{OK} helm {escape(out)} [dim]({helm})[/]")
@@ -65,31 +69,46 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
             console.print(f"    → {escape(exc.hint)}")
         return False
     with session:
-        console.print(f"{OK} context [bold]{escape(session.context.name)}[/] "
-                      f"[dim]({escape(session.context.server)})[/]")
+        console.print(
+            f"{OK} context [bold]{escape(session.context.name)}[/] "
+            f"[dim]({escape(session.context.server)})[/]"
+        )
         server = session.kube.version()["gitVersion"]
         skew = None
         if _minor(server) is not None and _minor(client_version) is not None:
             skew = abs(_minor(server) - _minor(client_version))  # type: ignore[operator]
         mark = OK if skew is not None and skew <= 1 else WARN
         skew_note = (
-            "" if skew is not None and skew <= 1
+            ""
+            if skew is not None and skew <= 1
             else " — kubectl should be within one minor version of the server"
         )
         console.print(f"{mark} cluster reachable: Kubernetes {server}{skew_note}")
         flavour = session.flavour
-        console.print(f"{OK} flavour: {flavour.title}" + (f" [dim]({flavour.notes})[/]" if flavour.notes else ""))
+        console.print(
+            f"{OK} flavour: {flavour.title}"
+            + (f" [dim]({flavour.notes})[/]" if flavour.notes else "")
+        )
         caps = session.capabilities
-        for req in ("containers", "loadbalancer", "default-storageclass", "metrics-api", "csr-signing"):
+        for req in (
+            "containers",
+            "loadbalancer",
+            "default-storageclass",
+            "metrics-api",
+            "csr-signing",
+        ):
             met, _ = caps.check(req)
             console.print(
                 f"  {'[green]can[/]' if met else '[yellow]cannot[/]'}: {REQUIREMENT_HELP[req]}"
             )
         console.print(f"  nodes: {caps.node_count}")
         not_ready = [
-            n["metadata"]["name"] for n in session.kube.nodes()
-            if not any(c["type"] == "Ready" and c["status"] == "True"
-                       for c in (n.get("status") or {}).get("conditions") or [])
+            n["metadata"]["name"]
+            for n in session.kube.nodes()
+            if not any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
         ]
         if not_ready:
             console.print(f"{FAIL} nodes not Ready: {', '.join(not_ready)}")
@@ -103,11 +122,15 @@ def pick_cluster(console: Console, allow: list[str] | None = None) -> None:
 
     try:
         with Session.open(allow) as session:
-            console.print(f"using the current cluster: {session.context.name} ({session.flavour.title})")
+            console.print(
+                f"using the current cluster: {session.context.name} ({session.flavour.title})"
+            )
             return
     except KubelabError as exc:
         console.print(f"[yellow]{escape(exc.message)}[/]")
-    console.print("starting the embedded training cluster instead (`kubelab cluster down` stops it)")
+    console.print(
+        "starting the embedded training cluster instead (`kubelab cluster down` stops it)"
+    )
     from kubelab.embedded import build, cluster
 
     if build.missing():

@@ -63,11 +63,20 @@ def images(app: str | None = None, root: Path | None = None) -> list[Image]:
                 "table (tag = {{ BUILD_ARG = value }})"
             )
         for tag, args in spec["tags"].items():
-            found.append(Image(folder.name, folder, spec["name"], tag,
-                               {k: str(v) for k, v in (args or {}).items()}))
+            found.append(
+                Image(
+                    folder.name,
+                    folder,
+                    spec["name"],
+                    tag,
+                    {k: str(v) for k, v in (args or {}).items()},
+                )
+            )
     if app and not found:
         known = sorted({i.app for i in images(None, root)})
-        raise KubelabError(f"there is no app {app!r} with an image", f"the apps are: {', '.join(known)}")
+        raise KubelabError(
+            f"there is no app {app!r} with an image", f"the apps are: {', '.join(known)}"
+        )
     return found
 
 
@@ -126,7 +135,9 @@ def docker_engine_answers() -> bool:
     try:
         proc = subprocess.run(
             ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True, timeout=20, check=False,
+            capture_output=True,
+            timeout=20,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -15,8 +15,12 @@ from kubelab.runner import RunReport, StepReport
 def _step_dict(step: StepReport) -> dict[str, Any]:
     data = asdict(step)
     data["commands"] = [
-        {"command": c.command, "exitCode": c.exit_code, "seconds": round(c.seconds, 3),
-         "output": c.output[-4000:]}
+        {
+            "command": c.command,
+            "exitCode": c.exit_code,
+            "seconds": round(c.seconds, 3),
+            "output": c.output[-4000:],
+        }
         for c in step.commands
     ]
     data["seconds"] = round(step.seconds, 3)
@@ -24,7 +28,9 @@ def _step_dict(step: StepReport) -> dict[str, Any]:
 
 
 def to_json(report: RunReport) -> dict[str, Any]:
-    counts = {s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")}
+    counts = {
+        s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")
+    }
     return {
         "lab": report.lab,
         "context": report.context,
@@ -52,16 +58,19 @@ def to_junit(report: RunReport) -> ET.Element:
     ET.SubElement(props, "property", name="flavour", value=report.flavour)
     for step in steps:
         case = ET.SubElement(
-            suite, "testcase", classname=f"kubelab.{report.lab}", name=f"{step.id}: {step.title}",
+            suite,
+            "testcase",
+            classname=f"kubelab.{report.lab}",
+            name=f"{step.id}: {step.title}",
             time=f"{step.seconds:.3f}",
         )
         if step.status == "skipped":
             ET.SubElement(case, "skipped", message=step.reason)
         elif step.status == "failed":
             failure = ET.SubElement(case, "failure", message=step.reason)
-            failure.text = "\n".join(
-                f"{f.summary}: {f.detail}" for f in step.failures
-            ) or step.reason
+            failure.text = (
+                "\n".join(f"{f.summary}: {f.detail}" for f in step.failures) or step.reason
+            )
         if step.commands:
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join(f"$ {c.command}\n{c.output}" for c in step.commands)

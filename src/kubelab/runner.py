@@ -89,7 +89,7 @@ class Runner:
             steps = [self.lab.step(only)]
         elif start:
             first = self.lab.step(start)
-            steps = steps[steps.index(first):]
+            steps = steps[steps.index(first) :]
         report = self._report()
         if not only and not start:
             self.reset(quiet=True)  # leftovers of an earlier attempt would make steps lie
@@ -203,8 +203,12 @@ class Runner:
             checkable = [e for e in step.expect if not isinstance(e, m.OutputExpectation)]
             if not checkable:
                 report.steps.append(
-                    StepReport(step.id, step.title, "skipped",
-                               "nothing to observe: this step is verified by its commands' output")
+                    StepReport(
+                        step.id,
+                        step.title,
+                        "skipped",
+                        "nothing to observe: this step is verified by its commands' output",
+                    )
                 )
                 continue
             ctx = self._ctx()

@@ -10,7 +10,11 @@ from rich.status import Status
 from kubelab.lab import model as m
 from kubelab.runner import RunReport, StepReport
 
-MARK = {"passed": "[green]✔ passed[/]", "failed": "[red]✘ failed[/]", "skipped": "[yellow]∅ skipped[/]"}
+MARK = {
+    "passed": "[green]✔ passed[/]",
+    "failed": "[red]✘ failed[/]",
+    "skipped": "[yellow]∅ skipped[/]",
+}
 
 
 class ConsoleProgress:
@@ -21,7 +25,9 @@ class ConsoleProgress:
     def step_started(self, index: int, total: int, step: m.Step) -> None:
         self._stop()
         mark = " [dim](interactive: automated equivalent)[/]" if step.interactive else ""
-        self.console.print(f"\n[bold]{index}/{total} {escape(step.title)}[/] [dim]({step.id})[/]{mark}")
+        self.console.print(
+            f"\n[bold]{index}/{total} {escape(step.title)}[/] [dim]({step.id})[/]{mark}"
+        )
 
     def command_started(self, command: str) -> None:
         self._stop()
@@ -54,7 +60,9 @@ def show_step(console: Console, report: StepReport) -> None:
         return
     for command in report.commands:
         if command.exit_code != 0 or not report.failures:
-            console.print(f"  [bold]output of[/] `{escape(command.command)}` (exit {command.exit_code}):")
+            console.print(
+                f"  [bold]output of[/] `{escape(command.command)}` (exit {command.exit_code}):"
+            )
             for line in command.output.rstrip().splitlines()[-30:]:
                 console.print(f"    {escape(line)}", highlight=False)
     for failure in report.failures:
@@ -82,7 +90,9 @@ def show_step(console: Console, report: StepReport) -> None:
 
 
 def show_summary(console: Console, report: RunReport) -> None:
-    counts = {s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")}
+    counts = {
+        s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")
+    }
     if report.cleanup is not None:
         console.print("\n[bold]cleanup[/]")
         show_step(console, report.cleanup)

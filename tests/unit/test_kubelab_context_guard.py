@@ -59,8 +59,9 @@ def test_other_contexts_are_refused_unless_allowed_by_exact_name(monkeypatch):
     assert guard(ctx) == "unknown"
 
 
-@pytest.mark.parametrize("command", [["run", "probe-test-app"], ["check", "probe-test-app"],
-                                     ["reset", "probe-test-app"]])
+@pytest.mark.parametrize(
+    "command", [["run", "probe-test-app"], ["check", "probe-test-app"], ["reset", "probe-test-app"]]
+)
 def test_cli_refuses_a_production_context_without_traceback(tmp_path, kubelab_cli, command):
     # The server address is never contacted: the guard refuses before any request.
     config = kubeconfig(tmp_path, "prod-eks-admin", "https://203.0.113.10:443")
@@ -73,8 +74,9 @@ def test_cli_refuses_a_production_context_without_traceback(tmp_path, kubelab_cl
 def test_allowed_but_unreachable_cluster_is_a_clear_error(tmp_path, kubelab_cli):
     # 127.0.0.1:9 (discard) refuses connections on loopback: nothing listens there.
     config = kubeconfig(tmp_path, "scratch", "https://127.0.0.1:9")
-    proc = kubelab_cli("check", "probe-test-app", "--allow-context", "scratch",
-                       env={"KUBECONFIG": config})
+    proc = kubelab_cli(
+        "check", "probe-test-app", "--allow-context", "scratch", env={"KUBECONFIG": config}
+    )
     assert proc.returncode == 2
     assert "does not answer" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -75,8 +75,12 @@ def test_minimal_lab_loads_and_run_string_becomes_a_list(tmp_path):
         (("- absent:", "- abscent:"), 12, "spec.steps[0].expect[0]", "exactly one of the keys"),
         (("  title: Demo\n", ""), 3, "metadata.title", "required field is missing"),
         (("kind: Lab", "kind: Test"), 2, "kind", "'Lab'"),
-        (("name: x}", "name: x, selector: a=b}"), 12, "spec.steps[0].expect[0].absent",
-         "exactly one of 'name' or 'selector'"),
+        (
+            ("name: x}", "name: x, selector: a=b}"),
+            12,
+            "spec.steps[0].expect[0].absent",
+            "exactly one of 'name' or 'selector'",
+        ),
         (("- id: one", "- id: One_1"), 8, "spec.steps[0].id", "pattern"),
     ],
 )
@@ -93,7 +97,9 @@ def test_bad_duration_says_how_to_write_one(tmp_path):
 
 
 def test_duplicate_key_is_an_error_not_a_silent_overwrite(tmp_path):
-    message = load_error(tmp_path, MINIMAL.replace("  title: Demo", "  title: Demo\n  title: Again"))
+    message = load_error(
+        tmp_path, MINIMAL.replace("  title: Demo", "  title: Demo\n  title: Again")
+    )
     assert "lab.yaml:6: metadata.title: the key appears twice" in message
 
 

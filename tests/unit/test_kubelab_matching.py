@@ -8,7 +8,10 @@ LIVE = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
     "metadata": {"name": "web", "labels": {"app": "web", "tier": "front"}},
-    "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "web", "image": "a:v1"}]}}},
+    "spec": {
+        "replicas": 3,
+        "template": {"spec": {"containers": [{"name": "web", "image": "a:v1"}]}},
+    },
     "status": {"readyReplicas": 3, "paused": False},
 }
 
@@ -48,7 +51,10 @@ def test_types_of_containers_must_agree():
 
 
 def test_pick_shows_only_the_fields_asked_about():
-    assert pick({"spec": {"replicas": 9}, "status": {}}, LIVE) == {"spec": {"replicas": 3}, "status": {}}
+    assert pick({"spec": {"replicas": 9}, "status": {}}, LIVE) == {
+        "spec": {"replicas": 3},
+        "status": {},
+    }
 
 
 def test_leaves_flatten_for_summaries():

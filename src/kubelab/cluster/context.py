@@ -112,7 +112,17 @@ def pinned_kubeconfig(context: str, kubectl: str = "kubectl") -> Path:
     """A private kubeconfig holding only `context`, flattened, with it as the current context."""
     try:
         proc = subprocess.run(
-            [kubectl, "config", "view", "--minify", "--flatten", "--context", context, "-o", "json"],
+            [
+                kubectl,
+                "config",
+                "view",
+                "--minify",
+                "--flatten",
+                "--context",
+                context,
+                "-o",
+                "json",
+            ],
             capture_output=True,
             text=True,
             timeout=30,

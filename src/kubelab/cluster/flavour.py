@@ -25,36 +25,85 @@ FLAVOURS: dict[str, Flavour] = {
     f.name: f
     for f in (
         Flavour("docker-desktop", "Docker Desktop", True, True, True, None),
-        Flavour("kind", "kind", True, False, True, "kind load docker-image",
-                "LoadBalancer needs cloud-provider-kind"),
-        Flavour("k3d", "k3d", True, True, True, "k3d image import",
-                "LoadBalancer ports must be mapped when the cluster is created"),
-        Flavour("minikube", "minikube", True, False, True, "minikube image load",
-                "LoadBalancer needs `minikube tunnel`"),
-        Flavour("rancher-desktop", "Rancher Desktop", True, True, True, None,
-                "uses Docker's image store with the dockerd (moby) engine"),
+        Flavour(
+            "kind",
+            "kind",
+            True,
+            False,
+            True,
+            "kind load docker-image",
+            "LoadBalancer needs cloud-provider-kind",
+        ),
+        Flavour(
+            "k3d",
+            "k3d",
+            True,
+            True,
+            True,
+            "k3d image import",
+            "LoadBalancer ports must be mapped when the cluster is created",
+        ),
+        Flavour(
+            "minikube",
+            "minikube",
+            True,
+            False,
+            True,
+            "minikube image load",
+            "LoadBalancer needs `minikube tunnel`",
+        ),
+        Flavour(
+            "rancher-desktop",
+            "Rancher Desktop",
+            True,
+            True,
+            True,
+            None,
+            "uses Docker's image store with the dockerd (moby) engine",
+        ),
         Flavour("orbstack", "OrbStack", True, True, True, None),
-        Flavour("embedded", "kubelab embedded cluster (kwok nodes)", False, False, True, None,
-                "a real control plane whose nodes are simulated: no containers run"),
+        Flavour(
+            "embedded",
+            "kubelab embedded cluster (kwok nodes)",
+            False,
+            False,
+            True,
+            None,
+            "a real control plane whose nodes are simulated: no containers run",
+        ),
         Flavour("unknown", "unrecognised (explicitly allowed) cluster", True, False, True, None),
     )
 }
 
 # How to tell that an add-on is installed: a CRD it brings, or an API it serves.
 ADDON_MARKERS: dict[str, tuple[str, str, str]] = {
-    "prometheus": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-                   "prometheuses.monitoring.coreos.com"),
+    "prometheus": (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "prometheuses.monitoring.coreos.com",
+    ),
     "keda": ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "scaledobjects.keda.sh"),
-    "gateway-api": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-                    "gateways.gateway.networking.k8s.io"),
-    "istio": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-              "virtualservices.networking.istio.io"),
-    "argocd": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-               "applications.argoproj.io"),
-    "argo-rollouts": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-                      "rollouts.argoproj.io"),
-    "gatekeeper": ("apiextensions.k8s.io/v1", "CustomResourceDefinition",
-                   "constrainttemplates.templates.gatekeeper.sh"),
+    "gateway-api": (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "gateways.gateway.networking.k8s.io",
+    ),
+    "istio": (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "virtualservices.networking.istio.io",
+    ),
+    "argocd": ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "applications.argoproj.io"),
+    "argo-rollouts": (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "rollouts.argoproj.io",
+    ),
+    "gatekeeper": (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "constrainttemplates.templates.gatekeeper.sh",
+    ),
     "metrics-server": ("apiregistration.k8s.io/v1", "APIService", "v1beta1.metrics.k8s.io"),
 }
 
@@ -126,9 +175,12 @@ class Capabilities:
         if req == "default-storageclass":
             classes = self._list("storage.k8s.io/v1", "StorageClass")
             default = [
-                c for c in classes
+                c
+                for c in classes
                 if (c["metadata"].get("annotations") or {}).get(
-                    "storageclass.kubernetes.io/is-default-class") == "true"
+                    "storageclass.kubernetes.io/is-default-class"
+                )
+                == "true"
             ]
             return bool(default), "needs a default StorageClass; the cluster has none"
         if req == "metrics-api":

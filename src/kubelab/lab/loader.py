@@ -154,9 +154,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
     for i, part in enumerate(loc):
         if _is_union_tag(loc, i):
             continue
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+        in_map = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
+        if in_map or in_list:
             current = current[part]
         elif isinstance(current, dict) and isinstance(part, str):
             at.append(part)  # a missing field: name it; there is nothing deeper

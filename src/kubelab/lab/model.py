@@ -88,7 +88,10 @@ REQUIREMENT_HELP = {
 }
 Requirement = Annotated[
     str,
-    Field(pattern=REQUIREMENT_PATTERN, description="; ".join(f"{k}: {v}" for k, v in REQUIREMENT_HELP.items())),
+    Field(
+        pattern=REQUIREMENT_PATTERN,
+        description="; ".join(f"{k}: {v}" for k, v in REQUIREMENT_HELP.items()),
+    ),
 ]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
