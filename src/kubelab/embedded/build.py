@@ -1,0 +1,333 @@
+"""Build the embedded cluster's binaries from the Go module proxy into a local cache.
+
+Stdlib only: tools/build_k8s.py loads this file directly (without importing the `kubelab`
+package) so that `make tools` works before the tool's Python dependencies are installed.
+
+The pins live in the Go modules under tools/k8s/ (one module per upstream project, so their
+dependency graphs never have to agree). Each binary is built with its own `go build`, one at a
+time, with `-p 2`, into ``<cache>/bin/<kubernetes version>/``. A JSON stamp next to each binary
+records what it was built from (module files, package, flags, Go version); a binary whose stamp
+matches is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+try:  # a user-facing error when imported as part of kubelab; plain Exception standalone
+    from kubelab.errors import KubelabError as _Base
+except ImportError:  # pragma: no cover - standalone use by tools/build_k8s.py
+    _Base = Exception  # type: ignore[assignment,misc]
+
+# Used only when the repository's tools/k8s folder is not available (installed package).
+DEFAULT_K8S_VERSION = "v1.36.5"
+
+HINT = "run `make tools` (or `python3 tools/build_k8s.py`) to build the binaries"
+
+
+class BuildError(_Base):  # type: ignore[misc,valid-type]
+    """The binaries cannot be built (no Go toolchain, no tools/k8s, a failed go build)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        if _Base is Exception:
+            super().__init__(message if not hint else f"{message}\n  → {hint}")
+        else:
+            super().__init__(message, hint)
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str  # file name in the bin dir
+    module: str  # folder under tools/k8s holding the pinning go.mod
+    package: str  # Go main package to build
+    ldflags: tuple[str, ...] = ()  # extra -X flags (version strings)
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def tools_dir() -> Path:
+    override = os.environ.get("KUBELAB_TOOLS_DIR")
+    return Path(override) if override else repo_root() / "tools" / "k8s"
+
+
+def _module_versions(module: str) -> dict[str, str]:
+    """Module path -> version, from the `require` lines of tools/k8s/<module>/go.mod."""
+    gomod = tools_dir() / module / "go.mod"
+    versions: dict[str, str] = {}
+    try:
+        text = gomod.read_text()
+    except OSError:
+        return versions
+    in_replace = False
+    for raw in text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if line.startswith("replace"):
+            in_replace = "(" in line
+            continue
+        if in_replace:
+            if line == ")":
+                in_replace = False
+            continue
+        line = line.removeprefix("require").strip()
+        m = re.fullmatch(r"([\w./~-]+)\s+(v[\w.+-]+)", line)
+        if m:
+            versions[m.group(1)] = m.group(2)
+    return versions
+
+
+def k8s_version() -> str:
+    return _module_versions("kube").get("k8s.io/kubernetes", DEFAULT_K8S_VERSION)
+
+
+def binaries() -> list[Binary]:
+    kube = k8s_version()
+    major, minor = kube.lstrip("v").split(".")[:2]
+    kube_x: list[str] = []
+    for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+        kube_x += [
+            f"{pkg}.gitVersion={kube}",
+            f"{pkg}.gitMajor={major}",
+            f"{pkg}.gitMinor={minor}",
+            f"{pkg}.gitTreeState=clean",
+            f"{pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    kwok = _module_versions("kwok").get("sigs.k8s.io/kwok", "v0.0.0")
+    helm = _module_versions("helm").get("helm.sh/helm/v3", "v3.0.0")
+    kwok_x = (
+        f"sigs.k8s.io/kwok/pkg/consts.Version={kwok.lstrip('v')}",
+        # kwokctl's default Kubernetes version = the one we build
+        f"sigs.k8s.io/kwok/pkg/consts.KubeVersion={kube.lstrip('v')}",
+    )
+    k = tuple(kube_x)
+    return [
+        Binary("kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver", k),
+        Binary(
+            "kube-controller-manager", "kube", "k8s.io/kubernetes/cmd/kube-controller-manager", k
+        ),
+        Binary("kube-scheduler", "kube", "k8s.io/kubernetes/cmd/kube-scheduler", k),
+        Binary("kubectl", "kube", "k8s.io/kubernetes/cmd/kubectl", k),
+        Binary("etcd", "etcd", "go.etcd.io/etcd/server/v3"),
+        Binary("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", kwok_x),
+        Binary("kwokctl", "kwok", "sigs.k8s.io/kwok/cmd/kwokctl", kwok_x),
+        Binary(
+            "helm",
+            "helm",
+            "helm.sh/helm/v3/cmd/helm",
+            (
+                f"helm.sh/helm/v3/internal/version.version={helm}",
+                "helm.sh/helm/v3/internal/version.gitTreeState=clean",
+            ),
+        ),
+    ]
+
+
+BINARY_NAMES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "etcd",
+    "kwok",
+    "kwokctl",
+    "helm",
+)
+
+
+def cache_root() -> Path:
+    """$KUBELAB_CACHE, else $XDG_CACHE_HOME/kubelab, else ~/.cache/kubelab."""
+    if os.environ.get("KUBELAB_CACHE"):
+        return Path(os.environ["KUBELAB_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "kubelab"
+
+
+def bin_dir() -> Path:
+    return cache_root() / "bin" / k8s_version()
+
+
+def _stamp_path(name: str) -> Path:
+    return bin_dir() / ".stamps" / f"{name}.json"
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if not go:
+        raise BuildError(
+            "the Go toolchain (`go`) is not on PATH; it is needed to build Kubernetes",
+            "install Go >= 1.26 (https://go.dev/dl/) and " + HINT,
+        )
+    return go
+
+
+_go_version_cache: dict[str, str] = {}
+
+
+def _go_version() -> str:
+    if "v" not in _go_version_cache:
+        out = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True)
+        _go_version_cache["v"] = out.stdout.strip() or "unknown"
+    return _go_version_cache["v"]
+
+
+def _fingerprint(b: Binary, go_version: str) -> str:
+    h = hashlib.sha256()
+    mod = tools_dir() / b.module
+    for f in ("go.mod", "go.sum"):
+        p = mod / f
+        h.update(p.read_bytes() if p.exists() else b"")
+    h.update("\0".join([b.package, *b.ldflags, go_version, "v1"]).encode())
+    return h.hexdigest()
+
+
+def _read_stamp(name: str) -> dict[str, object]:
+    try:
+        return json.loads(_stamp_path(name).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def missing() -> list[str]:
+    """Names of binaries that are absent, or were built from another pin than the current one.
+
+    Works without Go (and without the repository): then only presence is checked.
+    """
+    out: list[str] = []
+    have_pins = (tools_dir() / "kube" / "go.mod").exists() and shutil.which("go") is not None
+    for b in binaries():
+        path = bin_dir() / b.name
+        built = path.is_file() and os.access(path, os.X_OK)
+        current = not have_pins or (
+            _read_stamp(b.name).get("fingerprint") == _fingerprint(b, _go_version())
+        )
+        if not (built and current):
+            out.append(b.name)
+    return out
+
+
+def _human(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[float, int]:
+    go = _go()
+    mod = tools_dir() / b.module
+    if not (mod / "go.mod").exists():
+        raise BuildError(f"pin module {mod}/go.mod not found", "run from a kubelab checkout")
+    dest_dir = bin_dir()
+    (dest_dir / ".stamps").mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / f".{b.name}.{os.getpid()}.tmp"
+    ldflags = " ".join(["-s", "-w", *(f"-X {x}" for x in b.ldflags)])
+    cmd = [go, "build", "-p", "2", "-trimpath", f"-ldflags={ldflags}", "-o", str(tmp), b.package]
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": os.environ.get("GOFLAGS", "-mod=readonly")}
+    progress(f"building {b.name} ({b.package}) ...")
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=mod, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise BuildError(
+            f"go build of {b.name} failed (exit {proc.returncode}):\n{tail}",
+            "check that the Go module proxy is reachable, then " + HINT,
+        )
+    os.replace(tmp, dest_dir / b.name)
+    size = (dest_dir / b.name).stat().st_size
+    stamp = {
+        "fingerprint": _fingerprint(b, _go_version()),
+        "package": b.package,
+        "go": _go_version(),
+        "seconds": round(seconds, 1),
+        "size": size,
+    }
+    _stamp_path(b.name).write_text(json.dumps(stamp, indent=1) + "\n")
+    progress(f"built {b.name} in {seconds:.0f}s ({_human(size)})")
+    return seconds, size
+
+
+def ensure_built(progress: Callable[[str], object] = print) -> Path:
+    """Build whatever is missing or stale; return the bin dir. Idempotent.
+
+    Concurrent callers (two terminals, a test session and `make tools`) serialise on a lock
+    file, so a binary is built once.
+    """
+    if not missing():
+        return bin_dir()
+    bin_dir().mkdir(parents=True, exist_ok=True)
+    with open(bin_dir() / ".build.lock", "w") as lock:
+        try:
+            import fcntl
+
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress("another build is running; waiting for it ...")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        todo = set(missing())
+        total = 0.0
+        for b in binaries():
+            if b.name in todo:
+                seconds, _ = build_one(b, progress)
+                total += seconds
+        if todo:
+            progress(f"built {len(todo)} binaries in {total:.0f}s into {bin_dir()}")
+    return bin_dir()
+
+
+def describe() -> list[str]:
+    lines = []
+    todo = set(missing())
+    for name in BINARY_NAMES:
+        path = bin_dir() / name
+        if name in todo:
+            state = "stale" if path.exists() else "missing"
+        else:
+            state = f"ok {_human(path.stat().st_size)}"
+        lines.append(f"{name:<24} {state}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="build_k8s.py",
+        description="Build Kubernetes, etcd, kwok/kwokctl and helm from the Go module proxy "
+        "into the kubelab cache (incremental).",
+    )
+    parser.add_argument("--list", action="store_true", help="show what is built; build nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.list:
+            for line in describe():
+                print(line)
+        else:
+            start = time.monotonic()
+            ensure_built(lambda msg: print(msg, flush=True))
+            print(f"all binaries up to date ({time.monotonic() - start:.0f}s)")
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; run the command again to resume", file=sys.stderr)
+        return 130
+    print(bin_dir())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,606 @@
+"""Start, stop and inspect the embedded cluster: a real control plane with kwok-simulated nodes.
+
+kwokctl (binary runtime) does the orchestration: it generates the PKI, starts etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and kwok-controller as local processes
+from the binaries in the kubelab cache (built by tools/build_k8s.py), and writes a kubeconfig.
+kubelab adds only what a training cluster needs on top: RBAC + admission on, the controller
+manager signing CSRs with the cluster CA, N Ready nodes, and a safe merge of the context
+``kwok-<name>`` into the user's kubeconfig.
+
+kwokctl's state lives in ``<kubelab cache>/kwok`` (its KWOK_WORKDIR), so kubelab's clusters
+never mix with the user's own kwokctl clusters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubelab import kubeconfig
+from kubelab.embedded import build
+from kubelab.errors import KubelabError
+
+Progress = Callable[[str], object]
+
+DEFAULT_NAME = "kubelab"
+CONTEXT_PREFIX = "kwok-"
+CREATE_TIMEOUT_S = 180
+READY_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+# The processes kwokctl starts for a cluster (pid files in <cluster dir>/pids).
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+)
+
+
+class EmbeddedClusterError(KubelabError):
+    """The embedded cluster cannot be started, stopped or reached."""
+
+
+@dataclass
+class UpResult:
+    name: str
+    context: str
+    kubeconfig: Path  # the user's kubeconfig that now holds the context
+    server: str
+    seconds: float
+    nodes: list[str] = field(default_factory=list)
+    already_running: bool = False
+
+
+@dataclass
+class StatusResult:
+    api_ok: bool
+    nodes: list[tuple[str, bool]]
+    message: str
+
+    @property
+    def ready(self) -> bool:
+        return self.api_ok and bool(self.nodes) and all(ok for _, ok in self.nodes)
+
+
+# ---------------------------------------------------------------- paths
+
+
+def context_name(name: str = DEFAULT_NAME) -> str:
+    return CONTEXT_PREFIX + name
+
+
+def workdir() -> Path:
+    return build.cache_root() / "kwok"
+
+
+def cluster_dir(name: str = DEFAULT_NAME) -> Path:
+    return workdir() / "clusters" / name
+
+
+def private_kubeconfig(name: str = DEFAULT_NAME) -> Path:
+    """The kubeconfig kwokctl writes for us (one cluster, admin user); never the user's."""
+    return cluster_dir(name) / "kubelab-admin.kubeconfig"
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", name or ""):
+        raise EmbeddedClusterError(
+            f"invalid cluster name {name!r}",
+            "use up to 40 lowercase letters, digits and dashes, starting and ending with a "
+            "letter or digit",
+        )
+
+
+def _env(name: str) -> dict[str, str]:
+    bins = build.bin_dir()
+    return {
+        **os.environ,
+        "PATH": f"{bins}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KWOK_WORKDIR": str(workdir()),
+        "KWOK_KUBE_VERSION": build.k8s_version(),
+        # whatever kwokctl does to "the" kubeconfig lands in our private file, never the user's
+        "KUBECONFIG": str(private_kubeconfig(name)),
+    }
+
+
+# Every component listens on loopback only (kwokctl's default is 0.0.0.0, which would expose
+# etcd without authentication to the network).
+KWOKCTL_CONFIG = """\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+"""
+
+
+def _kwokctl_config() -> Path:
+    path = workdir() / "kubelab-kwokctl.yaml"
+    if not path.exists() or path.read_text() != KWOKCTL_CONFIG:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(KWOKCTL_CONFIG)
+        os.replace(tmp, path)
+    return path
+
+
+def _require_binaries() -> Path:
+    bins = build.bin_dir()
+    absent = [n for n in build.BINARY_NAMES if not (bins / n).is_file()]
+    if absent:
+        raise EmbeddedClusterError(
+            f"the embedded cluster's binaries are not built ({', '.join(absent)} missing in "
+            f"{bins})",
+            build.HINT,
+        )
+    return bins
+
+
+def _kwokctl(name: str, args: list[str], timeout: float) -> str:
+    cmd = [str(build.bin_dir() / "kwokctl"), "--name", name, *args]
+    try:
+        proc = subprocess.run(
+            cmd,
+            env=_env(name),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise EmbeddedClusterError(
+            f"`kwokctl {' '.join(args[:3])}` did not finish within {timeout:.0f}s",
+            f"see the component logs in {workdir() / 'clusters'}/<name>/logs, then run "
+            "`kubelab cluster down` and try again",
+        ) from None
+    if proc.returncode != 0:
+        out = [_tidy(line) for line in (proc.stderr.strip() or proc.stdout.strip()).splitlines()]
+        out = [line for line in out if line][-8:]
+        raise EmbeddedClusterError(
+            f"`kwokctl {' '.join(args[:3])}` failed (exit {proc.returncode}):\n  "
+            + "\n  ".join(out),
+            "see the logs above; `kubelab cluster down` removes a half-created cluster",
+        )
+    return proc.stdout
+
+
+def _tidy(line: str) -> str:
+    """kwokctl logs JSON lines; keep the message and error of the interesting ones."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return line.strip()
+    if not isinstance(rec, dict):
+        return line.strip()
+    if rec.get("level") not in ("ERROR", "WARN"):
+        return ""
+    return ": ".join(str(rec[k]) for k in ("msg", "err") if rec.get(k))
+
+
+# ---------------------------------------------------------------- API access
+
+
+class _Api:
+    """Minimal HTTPS client for the cluster's API server, from a kubeconfig context."""
+
+    def __init__(self, cfg: dict[str, Any], context: str) -> None:
+        entry = kubeconfig.context_entry(cfg, context)
+        if entry is None or not entry.get("server"):
+            raise EmbeddedClusterError(f"context {context} not found in kubeconfig")
+        self.server = str(entry["server"]).rstrip("/")
+        cluster = _named(cfg["clusters"], entry["cluster"]).get("cluster", {})
+        user = _named(cfg["users"], entry["user"]).get("user", {})
+        self._tmp = tempfile.TemporaryDirectory(prefix="kubelab-api-")
+        ctx = ssl.create_default_context(cafile=self._file(cluster, "certificate-authority"))
+        cert = self._file(user, "client-certificate")
+        key = self._file(user, "client-key")
+        if cert and key:
+            ctx.load_cert_chain(cert, key)
+        self._ctx = ctx
+        self._token = user.get("token")
+
+    def _file(self, section: dict[str, Any], key: str) -> str | None:
+        if section.get(key):
+            return str(section[key])
+        data = section.get(f"{key}-data")
+        if not data:
+            return None
+        path = Path(self._tmp.name) / key
+        path.write_bytes(b64decode(data))
+        return str(path)
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.server + path)
+        if self._token:
+            req.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            with urllib.request.urlopen(req, context=self._ctx, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def _named(items: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
+    for item in items or []:
+        if item.get("name") == name:
+            return item
+    return {}
+
+
+def _node_conditions(api: _Api) -> list[tuple[str, bool]]:
+    code, body = api.get("/api/v1/nodes")
+    if code != 200:
+        return []
+    nodes = []
+    for item in json.loads(body).get("items", []):
+        conds = item.get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+        nodes.append((item["metadata"]["name"], ready))
+    return sorted(nodes)
+
+
+def _status_from(cfg_path: Path, context: str) -> StatusResult:
+    if not cfg_path.exists():
+        return StatusResult(False, [], "no kubeconfig for this cluster")
+    try:
+        api = _Api(kubeconfig.load(cfg_path), context)
+    except (OSError, ssl.SSLError) as exc:
+        return StatusResult(False, [], f"cannot use the cluster's credentials: {exc}")
+    try:
+        try:
+            code, body = api.get("/readyz")
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return StatusResult(False, [], f"API server {api.server} does not answer: {reason}")
+        if code != 200:
+            return StatusResult(
+                False, [], f"API server {api.server} not ready (HTTP {code}): {body[:200]!r}"
+            )
+        nodes = _node_conditions(api)
+    finally:
+        api.close()
+    if not nodes:
+        return StatusResult(True, [], f"API server {api.server} ready; no nodes")
+    not_ready = [n for n, ok in nodes if not ok]
+    if not_ready:
+        msg = f"API server ready; nodes not Ready: {', '.join(not_ready)}"
+    else:
+        msg = f"API server {api.server} ready; {len(nodes)} node(s) Ready"
+    return StatusResult(True, nodes, msg)
+
+
+# ---------------------------------------------------------------- processes and ports
+
+
+def _pids(name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pid_file in (cluster_dir(name) / "pids").glob("*.pid"):
+        try:
+            out[pid_file.stem] = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not running
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def _listening_ports(inodes: set[str] | None = None) -> set[int]:
+    """TCP ports in LISTEN state (optionally only sockets with the given inodes); Linux only."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 10 or cols[3] != "0A":
+                continue
+            if inodes is not None and cols[9] not in inodes:
+                continue
+            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _config_ports(name: str) -> set[int]:
+    """Ports named in kwokctl's saved configuration (options.*Port)."""
+    ports: set[int] = set()
+    try:
+        docs = list(yaml.safe_load_all((cluster_dir(name) / "kwok.yaml").read_text()))
+    except (OSError, yaml.YAMLError):
+        return ports
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "KwokctlConfiguration":
+            for key, value in (doc.get("options") or {}).items():
+                if key.endswith("Port") and isinstance(value, int) and value > 0:
+                    ports.add(value)
+    return ports
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _listener_pids(port: int) -> set[int] | None:
+    """Pids with a socket listening on this TCP port; None where /proc cannot tell (not Linux)."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) >= 10 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    owners: set[int] = set()
+    if not inodes:
+        return owners
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _socket_inodes(int(proc.name)) & inodes:
+            owners.add(int(proc.name))
+    return owners
+
+
+def _is_component_of(pid: int, name: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return f"{cluster_dir(name)}/" in cmdline
+
+
+def port_held_by_cluster(port: int, name: str = DEFAULT_NAME) -> bool:
+    """Is the port listening, and (where /proc tells) by a process of this cluster?
+
+    Another cluster may legitimately reuse a port right after this one released it.
+    """
+    if not _port_open(port):
+        return False
+    owners = _listener_pids(port)
+    if owners is None:
+        return True
+    return any(_is_component_of(pid, name) for pid in owners)
+
+
+def cluster_footprint(name: str = DEFAULT_NAME) -> tuple[dict[str, int], set[int]]:
+    """(component -> pid of live processes, listening ports) of this cluster right now."""
+    pids = {comp: pid for comp, pid in _pids(name).items() if _alive(pid)}
+    inodes: set[str] = set()
+    for pid in pids.values():
+        inodes |= _socket_inodes(pid)
+    ports = _listening_ports(inodes) if inodes else set()
+    ports |= {p for p in _config_ports(name) if p not in ports and port_held_by_cluster(p, name)}
+    return pids, ports
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _merge_into_user_kubeconfig(name: str) -> Path:
+    ctx_name = context_name(name)
+    src = kubeconfig.load(private_kubeconfig(name))
+    ctx = _named(src["contexts"], ctx_name)
+    if not ctx:
+        raise EmbeddedClusterError(
+            f"kwokctl wrote no context {ctx_name} to {private_kubeconfig(name)}",
+            "run `kubelab cluster down` and `kubelab cluster up` again",
+        )
+    body = ctx.get("context", {})
+    cluster = _named(src["clusters"], body.get("cluster"))
+    user = _named(src["users"], body.get("user"))
+    kubeconfig.upsert(cluster, user, ctx, make_current=True)
+    return kubeconfig.kubeconfig_path()
+
+
+def _default_service_account_exists(name: str) -> bool:
+    """Pods are refused until the controller manager has made default/default: wait for it,
+    as kind does, so that the first `kubectl apply` of a Pod does not fail on a fresh cluster."""
+    api = _Api(kubeconfig.load(private_kubeconfig(name)), context_name(name))
+    try:
+        code, _ = api.get("/api/v1/namespaces/default/serviceaccounts/default")
+    except (OSError, ssl.SSLError):
+        return False
+    finally:
+        api.close()
+    return code == 200
+
+
+def _wait_nodes(name: str, count: int, deadline: float) -> StatusResult:
+    last = StatusResult(False, [], "not checked yet")
+    while time.monotonic() < deadline:
+        last = _status_from(private_kubeconfig(name), context_name(name))
+        if last.api_ok and len(last.nodes) >= count and all(ok for _, ok in last.nodes[:count]):
+            if count == 0 or _default_service_account_exists(name):
+                return last
+            last = StatusResult(True, last.nodes, "waiting for the default ServiceAccount")
+        time.sleep(0.3)
+    raise EmbeddedClusterError(
+        f"cluster {name} not ready in time: {last.message}",
+        f"see the logs in {cluster_dir(name) / 'logs'}; `kubelab cluster down` then `up` again",
+    )
+
+
+def up(nodes: int = 1, name: str = DEFAULT_NAME, progress: Progress = print) -> UpResult:
+    """Start the embedded cluster with `nodes` Ready kwok nodes and make its context current."""
+    _check_name(name)
+    if nodes < 1:
+        raise EmbeddedClusterError(f"--nodes must be at least 1 (got {nodes})")
+    start = time.monotonic()
+    bins = _require_binaries()
+    ctx = context_name(name)
+    cdir = cluster_dir(name)
+
+    if (cdir / "kwok.yaml").exists():
+        st = _status_from(private_kubeconfig(name), ctx)
+        if st.api_ok:
+            if len(st.nodes) < nodes:
+                _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
+                st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+            path = _merge_into_user_kubeconfig(name)
+            progress(f"cluster {name} is already running ({st.message}); context {ctx}")
+            return UpResult(
+                name,
+                ctx,
+                path,
+                _server(name),
+                time.monotonic() - start,
+                [n for n, _ in st.nodes],
+                already_running=True,
+            )
+        progress(f"cluster {name} exists but does not answer; starting it again")
+        # kwokctl skips a component whose pid file names a live process: drop pid files of
+        # processes that died (crash, reboot) or whose pid now belongs to something else
+        for pid_file in (cdir / "pids").glob("*.pid"):
+            pid = _pids(name).get(pid_file.stem)
+            if pid is None or not (_alive(pid) and _is_component_of(pid, name)):
+                pid_file.unlink(missing_ok=True)
+        try:
+            _kwokctl(name, ["start", "cluster"], CREATE_TIMEOUT_S)
+            _wait_nodes(name, 0, time.monotonic() + READY_TIMEOUT_S)
+        except EmbeddedClusterError:
+            progress(f"restart failed; recreating cluster {name}")
+            _kwokctl(name, ["delete", "cluster", "--kubeconfig", str(private_kubeconfig(name))], 60)
+    if not (cdir / "kwok.yaml").exists():
+        progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
+        pki = cdir / "pki"
+        args = [
+            "--config", str(_kwokctl_config()),
+            "create", "cluster",
+            "--runtime", "binary",
+            "--kube-apiserver-binary", str(bins / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+            "--kwok-controller-binary", str(bins / "kwok"),
+            "--etcd-binary", str(bins / "etcd"),
+            "--kube-authorization=true",
+            "--kube-admission=true",
+            "--kubeconfig", str(private_kubeconfig(name)),
+            "--wait", f"{READY_TIMEOUT_S}s",
+            # the CSR API issues certificates signed by the cluster CA (lab users)
+            "--extra-args", f"kube-controller-manager=cluster-signing-cert-file={pki / 'ca.crt'}",
+            "--extra-args", f"kube-controller-manager=cluster-signing-key-file={pki / 'ca.key'}",
+            "--extra-args", "kube-controller-manager=use-service-account-credentials=true",
+        ]  # fmt: skip
+        _kwokctl(name, args, CREATE_TIMEOUT_S)
+    progress(f"adding {nodes} node(s) ...")
+    _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
+    st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+    path = _merge_into_user_kubeconfig(name)
+    seconds = time.monotonic() - start
+    progress(f"cluster {name} ready in {seconds:.1f}s: {st.message}; context {ctx} in {path}")
+    return UpResult(name, ctx, path, _server(name), seconds, [n for n, _ in st.nodes])
+
+
+def _server(name: str) -> str:
+    entry = kubeconfig.context_entry(kubeconfig.load(private_kubeconfig(name)), context_name(name))
+    return str((entry or {}).get("server") or "")
+
+
+def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
+    """Stop and delete the cluster, check nothing is left running, remove its context."""
+    _check_name(name)
+    ctx = context_name(name)
+    cdir = cluster_dir(name)
+    if cdir.exists():
+        pids, ports = cluster_footprint(name)
+        ports |= _config_ports(name)
+        if (build.bin_dir() / "kwokctl").exists():
+            progress(f"stopping cluster {name} ...")
+            _kwokctl(
+                name, ["delete", "cluster", "--kubeconfig", str(private_kubeconfig(name))], 120
+            )
+        leftovers = _wait_gone(name, pids, ports, time.monotonic() + STOP_TIMEOUT_S)
+        if leftovers[0]:
+            for pid in leftovers[0].values():  # processes of this cluster only, by pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            leftovers = _wait_gone(name, pids, ports, time.monotonic() + 10)
+        procs, open_ports = leftovers
+        if procs or open_ports:
+            raise EmbeddedClusterError(
+                f"cluster {name} did not stop cleanly: processes {procs or '-'}, "
+                f"ports still listening {sorted(open_ports) or '-'}",
+                "stop those processes, then run `kubelab cluster down` again",
+            )
+        if cdir.exists():  # kwokctl removes it; a failed create may leave it
+            shutil.rmtree(cdir, ignore_errors=True)
+    else:
+        progress(f"no cluster {name} is running")
+    kubeconfig.remove(ctx)
+    progress(f"cluster {name} removed; context {ctx} removed from {kubeconfig.kubeconfig_path()}")
+
+
+def _wait_gone(
+    name: str, pids: dict[str, int], ports: set[int], deadline: float
+) -> tuple[dict[str, int], set[int]]:
+    while True:
+        procs = {c: p for c, p in pids.items() if _alive(p)}
+        open_ports = {p for p in ports if port_held_by_cluster(p, name)}
+        if (not procs and not open_ports) or time.monotonic() >= deadline:
+            return procs, open_ports
+        time.sleep(0.2)
+
+
+def status(name: str = DEFAULT_NAME) -> StatusResult:
+    """Does the API server answer /readyz, and is every node Ready?"""
+    _check_name(name)
+    if not (cluster_dir(name) / "kwok.yaml").exists():
+        return StatusResult(False, [], f"no embedded cluster {name}; run `kubelab cluster up`")
+    st = _status_from(private_kubeconfig(name), context_name(name))
+    if st.api_ok and not st.nodes:
+        st.message += "; run `kubelab cluster up` to add nodes"
+    return st

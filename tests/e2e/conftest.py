@@ -1,0 +1,86 @@
+"""Fixtures for end-to-end tests against the embedded cluster (real control plane, kwok nodes).
+
+One cluster per test session, with a temporary KUBECONFIG (the user's ~/.kube/config is never
+touched) and a unique name; torn down at the end, checking nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kubelab.embedded import build, cluster
+
+
+@dataclass
+class EmbeddedCluster:
+    name: str
+    context: str
+    kubeconfig: Path
+    bin_dir: Path
+    env: dict[str, str]
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the cached kubectl against this cluster; with check, fail the test on non-zero."""
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--context", self.context, *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+
+def _ensure_binaries() -> Path:
+    if not build.missing():
+        return build.bin_dir()
+    absent = [n for n in build.BINARY_NAMES if not (build.bin_dir() / n).is_file()]
+    if absent and shutil.which("go") is None:
+        pytest.skip(
+            f"embedded cluster binaries missing ({', '.join(absent)}) and no Go toolchain to "
+            "build them; run `make tools`"
+        )
+    return build.ensure_built()
+
+
+@pytest.fixture(scope="session")
+def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    bin_dir = _ensure_binaries()
+    kubeconfig_file = tmp_path_factory.mktemp("kubeconfig") / "config"
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig_file)
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    try:
+        result = cluster.up(nodes=2, name=name, progress=lambda _msg: None)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig_file),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        yield EmbeddedCluster(name, result.context, kubeconfig_file, bin_dir, env)
+    finally:
+        try:
+            cluster.down(name=name, progress=lambda _msg: None)
+            procs, ports = cluster.cluster_footprint(name)
+            assert not procs and not ports, f"left behind: {procs} {ports}"
+        finally:
+            if saved is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = saved
