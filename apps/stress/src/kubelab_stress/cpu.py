@@ -8,11 +8,14 @@ import signal
 
 from kubelab_stress.runtime import StopSignal, die_with_parent, log
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 
 def _spin() -> None:
     """Worker body: pure arithmetic in a loop, until the parent terminates us."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by run_cpu across fork
     die_with_parent()
     x = 1
     while True:
@@ -24,8 +27,15 @@ def run_cpu(workers: int, seconds: float | None) -> int:
     stop.install()
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_spin, name=f"stress-cpu-{i}", daemon=True) for i in range(workers)]
-    for proc in procs:
-        proc.start()
+    # A worker inherits the parent's handlers until _spin resets them; a SIGTERM landing in that
+    # window would be swallowed and the worker would spin on. Keep the stop signals blocked
+    # (pending, not lost) across the forks: each worker unblocks once its own handlers are set.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     how_long = "until SIGTERM" if seconds is None else f"for {seconds:g}s"
     log(
         "start",
