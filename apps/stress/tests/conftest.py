@@ -39,6 +39,7 @@ class StressProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=preexec_fn,  # joins a cgroup before exec, on purpose
+            start_new_session=True,  # its own process group: _kill_all reaches the workers too
         )
         self.events: list[dict[str, Any]] = []
         self._buffer = b""
@@ -81,8 +82,7 @@ class StressProcess:
         try:
             out, _ = self.popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.communicate()
+            self._kill_all()
             raise AssertionError(f"stress did not exit within {timeout}s") from None
         self._take_lines(out + b"\n")
         return self.popen.returncode
@@ -93,9 +93,14 @@ class StressProcess:
         return self.popen.stderr.read().decode(errors="replace")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.communicate()
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        """SIGKILL the whole process group: a worker left behind would keep our stdout pipe
+        open and make communicate() wait forever."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.communicate(timeout=10)
 
 
 @pytest.fixture

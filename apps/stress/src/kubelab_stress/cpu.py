@@ -11,12 +11,12 @@ from kubelab_stress.runtime import StopSignal, die_with_parent, log
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def _spin() -> None:
+def _spin(parent: int) -> None:
     """Worker body: pure arithmetic in a loop, until the parent terminates us."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by run_cpu across fork
-    die_with_parent()
+    die_with_parent(parent)
     x = 1
     while True:
         x = (x * 1103515245 + 12345) & 0xFFFFFFFF
@@ -26,7 +26,10 @@ def run_cpu(workers: int, seconds: float | None) -> int:
     stop = StopSignal()
     stop.install()
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_spin, name=f"stress-cpu-{i}", daemon=True) for i in range(workers)]
+    procs = [
+        ctx.Process(target=_spin, args=(os.getpid(),), name=f"stress-cpu-{i}", daemon=True)
+        for i in range(workers)
+    ]
     # A worker inherits the parent's handlers until _spin resets them; a SIGTERM landing in that
     # window would be swallowed and the worker would spin on. Keep the stop signals blocked
     # (pending, not lost) across the forks: each worker unblocks once its own handlers are set.

@@ -59,10 +59,11 @@ class StopSignal:
         return True
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (best effort), so no busy
-    worker outlives a `stress` that was killed with SIGKILL."""
-    parent = os.getppid()
+    worker outlives a `stress` that was killed with SIGKILL. ``parent`` is the pid the parent
+    had before forking: read here with getppid() it would already be 1 had the parent died
+    first, and the worker would spin on as an orphan."""
     try:
         import ctypes
 
