@@ -19,9 +19,13 @@ def test_stress_memory_over_the_limit_is_oom_killed(stress_cgroup, run_stress) -
     group.limit_memory(100 * MIB)
     proc = run_stress("memory", "--bytes", "150M", "--hold", preexec_fn=group.join)
     returncode = proc.finish(timeout=60)
+    progress = [e["allocated_bytes"] for e in proc.events if e["event"] == "progress"]
+    print(  # the figures for the issue notes (pytest -s)
+        f"\nmemory: rc={returncode} oom_kills={group.oom_kills()} "
+        f"last progress={max(progress, default=0) / MIB:.0f}MiB of 150MiB, limit 100MiB"
+    )
     assert returncode == -signal.SIGKILL, f"expected an OOM kill, got rc={returncode}"
     assert group.oom_kills() >= 1
-    progress = [e["allocated_bytes"] for e in proc.events if e["event"] == "progress"]
     assert progress, "progress lines must show how far it got before the kill"
     assert max(progress) < 100 * MIB
     assert not any(e["event"] == "holding" for e in proc.events)
@@ -53,6 +57,10 @@ def test_stress_cpu_over_the_limit_is_throttled(stress_cgroup, run_stress) -> No
 
     periods, throttled = group.cpu_throttling()
     used = group.cpu_usage_seconds()
+    print(
+        f"\ncpu: throttled in {throttled} of {periods} periods, "
+        f"{used:.2f}s CPU in {wall:.2f}s wall (quota 1 CPU, 2 workers)"
+    )
     assert periods > 10
     # Two busy workers use the period's 100 ms of quota in ~50 ms: throttled in most periods.
     assert throttled / periods > 0.5, f"throttled in {throttled} of {periods} periods"
