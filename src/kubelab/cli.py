@@ -36,6 +36,10 @@ AllowOpt = Annotated[
         help="Also act on this context (exact name) although it is not a known local cluster.",
     ),
 ]
+NameOpt = Annotated[
+    str,
+    typer.Option("--name", envvar="KUBELAB_CLUSTER", help="The embedded cluster's name."),
+]
 StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
 
 
@@ -196,13 +200,14 @@ def doctor(allow_context: AllowOpt = None) -> None:
 @app.command()
 def up(
     lab: Annotated[str, typer.Argument(help="The lab to run first.")] = "probe-test-app",
+    name: NameOpt = "kubelab",
     allow_context: AllowOpt = None,
 ) -> None:
     """The main job: check the machine, use the current local cluster (or start the embedded
     one when there is none) and run the first lab."""
     from kubelab.doctor import pick_cluster
 
-    pick_cluster(console, allow_context)
+    pick_cluster(console, name, allow_context)
     run(lab, allow_context=allow_context)
 
 
@@ -219,31 +224,34 @@ def _known_step(loaded, step_id: str) -> None:
 @cluster_app.command("up")
 def cluster_up(
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="kwok nodes")] = 1,
+    name: NameOpt = "kubelab",
 ) -> None:
     """Start the embedded cluster and make it the current context (like kind does)."""
     from kubelab.embedded import cluster
+    from kubelab.ui import dim_printer
 
-    result = cluster.up(nodes=nodes, progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    result = cluster.up(nodes=nodes, name=name, progress=dim_printer(console))
     console.print(
         f"[green]embedded cluster up[/]: context [bold]{result.context}[/] in {result.seconds:.1f}s"
     )
 
 
 @cluster_app.command("down")
-def cluster_down() -> None:
+def cluster_down(name: NameOpt = "kubelab") -> None:
     """Stop the embedded cluster and remove its context: no process or port is left behind."""
     from kubelab.embedded import cluster
+    from kubelab.ui import dim_printer
 
-    cluster.down(progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    cluster.down(name=name, progress=dim_printer(console))
     console.print("[green]embedded cluster down[/]")
 
 
 @cluster_app.command("status")
-def cluster_status() -> None:
+def cluster_status(name: NameOpt = "kubelab") -> None:
     """Exit 0 only when the API answers and every node is Ready."""
     from kubelab.embedded import cluster
 
-    state = cluster.status()
+    state = cluster.status(name=name)
     for name, ready in state.nodes:
         console.print(f"  node {name}: {'[green]Ready[/]' if ready else '[red]NotReady[/]'}")
     console.print(state.message)

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from kubelab.errors import KubelabError
 from kubelab.lab.model import REQUIREMENT_HELP
+from kubelab.ui import dim_printer
 
 OK, WARN, FAIL = "[green]✔[/]", "[yellow]![/]", "[red]✘[/]"
 
@@ -116,7 +117,7 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
     return ok
 
 
-def pick_cluster(console: Console, allow: list[str] | None = None) -> None:
+def pick_cluster(console: Console, name: str, allow: list[str] | None = None) -> None:
     """Use the current context when it is a reachable training cluster; else start ours."""
     from kubelab.session import Session
 
@@ -135,6 +136,6 @@ def pick_cluster(console: Console, allow: list[str] | None = None) -> None:
 
     if build.missing():
         console.print("building its binaries first (once; see the README for how long it takes)")
-        build.ensure_built(progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
-    result = cluster.up(progress=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+        build.ensure_built(progress=dim_printer(console))
+    result = cluster.up(name=name, progress=dim_printer(console))
     console.print(f"[green]embedded cluster up[/] in {result.seconds:.1f}s: {result.context}")

@@ -58,6 +58,7 @@ class Progress(Protocol):
     def command_started(self, command: str) -> None: ...
     def waiting(self, what: str, elapsed: float, timeout: float) -> None: ...
     def step_finished(self, report: StepReport) -> None: ...
+    def cleanup_started(self) -> None: ...
 
 
 class Runner:
@@ -235,6 +236,8 @@ class Runner:
         cleanup = self.lab.spec.cleanup
         start = time.monotonic()
         report = StepReport("cleanup", "Clean up", "passed")
+        if not quiet:
+            self.progress.cleanup_started()
         for command in cleanup.run:
             if not quiet:
                 self.progress.command_started(command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import yaml
 from rich.console import Console
 from rich.markup import escape
@@ -43,6 +45,10 @@ class ConsoleProgress:
         else:
             self.status.update(text)
 
+    def cleanup_started(self) -> None:
+        self._stop()
+        self.console.print("\n[bold]Clean up[/]")
+
     def step_finished(self, report: StepReport) -> None:
         self._stop()
         show_step(self.console, report)
@@ -51,6 +57,11 @@ class ConsoleProgress:
         if self.status is not None:
             self.status.stop()
             self.status = None
+
+
+def dim_printer(console: Console) -> Callable[[str], None]:
+    """A progress callback that prints each message dimmed (build and cluster chatter)."""
+    return lambda message: console.print(f"[dim]{escape(message)}[/]")
 
 
 def show_step(console: Console, report: StepReport) -> None:
@@ -94,7 +105,6 @@ def show_summary(console: Console, report: RunReport) -> None:
         s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")
     }
     if report.cleanup is not None:
-        console.print("\n[bold]cleanup[/]")
         show_step(console, report.cleanup)
     colour = "green" if report.passed else "red"
     console.print(
