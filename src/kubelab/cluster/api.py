@@ -150,24 +150,24 @@ class Kube:
 
         plural = {"service": "services", "pod": "pods"}[kind]
         base = f"/api/v1/namespaces/{namespace}/{plural}/{name}:{port}/proxy"
-        url = base + urllib.parse.quote(path, safe="/?=&")
         headers: dict[str, str] = {}
-        body = None
         if form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            body = urllib.parse.urlencode(form)
         try:
-            resp = self.api_client.call_api(
-                url,
-                method,
+            # param_serialize applies the context's credentials; call_api returns the answer
+            # whatever its status (the app's own 4xx/5xx are answers, not errors)
+            request = self.api_client.param_serialize(
+                method=method,
+                resource_path=base + urllib.parse.quote(path, safe="/?=&"),
                 header_params=headers,
-                body=body,
+                post_params=list(form.items()) if form is not None else None,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=REQUEST_TIMEOUT,
             )
-            return HttpAnswer(resp.status, resp.data.decode("utf-8", "replace"))
+            verb, url, header_params, body, post_params = request
+            response = self.api_client.call_api(
+                verb, url, header_params, body, post_params, _request_timeout=REQUEST_TIMEOUT
+            )
+            return HttpAnswer(response.status, response.read().decode("utf-8", "replace"))
         except ApiException as exc:
             body_text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else ""
             return HttpAnswer(exc.status or 0, body_text or str(exc.reason))
