@@ -45,7 +45,7 @@ spec:
         - kubectl create namespace http-test
         - kubectl apply -f web.yaml
         - kubectl -n http-test wait --for=condition=Ready pod/web --timeout=60s
-        - kubectl -n http-test patch pod web --subresource=status --type=merge --patch-file status.json
+        - kubectl -n http-test patch pod web --subresource=status --type=merge --patch-file ip.json
       expect:
         - http: {service: web, port: 8000, path: /, contains: ["Toggle Readiness", "v1"]}
         - http: {service: web, port: http, path: /readyz, json: {status: 200, title: OK}}
@@ -158,7 +158,7 @@ def test_http_expectations_and_actions_through_the_service_proxy(
     (folder / "lab.yaml").write_text(textwrap.dedent(LAB))
     (folder / "web.yaml").write_text(MANIFEST)
     status = {"status": {"podIP": app_in_netns, "podIPs": [{"ip": app_in_netns}]}}
-    (folder / "status.json").write_text(json.dumps(status))
+    (folder / "ip.json").write_text(json.dumps(status))
     loaded = load_lab(folder)
     with Session.open() as session:
         assert session.context.name == embedded_cluster.context
