@@ -34,10 +34,14 @@ def _minor(version: str) -> int | None:
 
 
 def diagnose(console: Console, allow: list[str] | None = None) -> bool:
+    from kubelab.cluster.context import current_context
     from kubelab.session import Session, tool_path
 
     ok = True
-    path = tool_path()
+    try:
+        path = tool_path(current_context().name)
+    except KubelabError:  # no usable kubeconfig: said below, after the tools
+        path = tool_path()
     kubectl, out = _tool_version(["kubectl", "version", "--client", "-o", "json"], path)
     client_version = ""
     if kubectl is None:

@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelab.cluster.api import Kube
-from kubelab.cluster.context import Context, current_context, guard, pinned_kubeconfig
+from kubelab.cluster.context import (
+    Context,
+    current_context,
+    flavour_of_context,
+    guard,
+    pinned_kubeconfig,
+)
 from kubelab.cluster.flavour import Capabilities, Flavour, detect
 from kubelab.errors import MissingToolError
 
 
-def tool_path() -> str:
-    """PATH with the embedded cluster's cached binaries (kubectl, helm) as a fallback."""
+def tool_path(context: str | None = None) -> str:
+    """PATH with the cached binaries (kubectl, helm): first for the embedded cluster, whose
+    version they match; otherwise a fallback after the learner's own tools."""
     path = os.environ.get("PATH", "")
     try:
         from kubelab.embedded.build import bin_dir
@@ -22,7 +29,11 @@ def tool_path() -> str:
         cached = bin_dir()
     except Exception:  # no cache configured: PATH as it is
         return path
-    return f"{path}{os.pathsep}{cached}" if cached.is_dir() else path
+    if not cached.is_dir():
+        return path
+    if context and flavour_of_context(context) == "embedded":
+        return f"{cached}{os.pathsep}{path}"
+    return f"{path}{os.pathsep}{cached}"
 
 
 @dataclass
@@ -38,7 +49,7 @@ class Session:
     def open(cls, allow: list[str] | None = None) -> Session:
         context = current_context()
         guard(context, allow)
-        path = tool_path()
+        path = tool_path(context.name)
         kubectl = shutil.which("kubectl", path=path)
         if kubectl is None:
             raise MissingToolError(

@@ -87,3 +87,16 @@ def test_missing_kubeconfig_is_a_clear_error(tmp_path, kubelab_cli):
     assert proc.returncode == 2
     assert "no kubeconfig found" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_cached_tools_come_first_only_for_the_embedded_cluster(tmp_path, monkeypatch):
+    from kubelab.embedded.build import k8s_version
+    from kubelab.session import tool_path
+
+    cached = tmp_path / "bin" / k8s_version()
+    cached.mkdir(parents=True)
+    monkeypatch.setenv("KUBELAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert tool_path("kwok-kubelab") == f"{cached}:/usr/bin"  # kubectl matching its server
+    assert tool_path("kind-kind") == f"/usr/bin:{cached}"  # the learner's own tools first
+    assert tool_path(None) == f"/usr/bin:{cached}"

@@ -333,9 +333,9 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _listening_ports(inodes: set[str] | None = None) -> set[int]:
-    """TCP ports in LISTEN state (optionally only sockets with the given inodes); Linux only."""
-    ports = set()
+def _listen_sockets() -> list[tuple[int, str]]:
+    """(port, socket inode) of every TCP socket in LISTEN state, from /proc; Linux only."""
+    sockets = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -343,12 +343,14 @@ def _listening_ports(inodes: set[str] | None = None) -> set[int]:
             continue
         for line in lines:
             cols = line.split()
-            if len(cols) < 10 or cols[3] != "0A":
-                continue
-            if inodes is not None and cols[9] not in inodes:
-                continue
-            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
+            if len(cols) >= 10 and cols[3] == "0A":
+                sockets.append((int(cols[1].rsplit(":", 1)[1], 16), cols[9]))
+    return sockets
+
+
+def _listening_ports(inodes: set[str] | None = None) -> set[int]:
+    """TCP ports in LISTEN state (optionally only sockets with the given inodes); Linux only."""
+    return {port for port, inode in _listen_sockets() if inodes is None or inode in inodes}
 
 
 def _config_ports(name: str) -> set[int]:
@@ -376,16 +378,7 @@ def _listener_pids(port: int) -> set[int] | None:
     """Pids with a socket listening on this TCP port; None where /proc cannot tell (not Linux)."""
     if not Path("/proc/net/tcp").exists():
         return None
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) >= 10 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(cols[9])
+    inodes = {inode for listening, inode in _listen_sockets() if listening == port}
     owners: set[int] = set()
     if not inodes:
         return owners
