@@ -60,30 +60,27 @@ def _session(allow: list[str] | None):
 @app.command()
 def labs() -> None:
     """List the labs, their steps and requirements (and which are unmet on this cluster)."""
-    loaded = load_all()
-    caps = None
-    try:
-        from kubelab.session import Session
+    from kubelab.session import Session
 
+    loaded = load_all()
+    session = None
+    try:
         session = Session.open()
-        caps = session.capabilities
         console.print(f"[dim]cluster: {session.context.name} ({session.flavour.title})[/]")
     except KubelabError as exc:
         console.print(f"[dim]no cluster checked: {escape(exc.message)}[/]")
     table = Table("lab", "title", "steps", "requires", "unmet here")
-    for item in loaded:
-        lab = item.lab
-        reqs = sorted({r for s in lab.steps for r in s.effective_requires(lab.spec.requires)})
-        unmet = (
-            "" if caps is None else "; ".join(sorted({u for r in reqs for u in caps.unmet([r])}))
-        )
-        table.add_row(
-            lab.name,
-            lab.title,
-            str(len(lab.steps)),
-            ", ".join(reqs) or "-",
-            unmet or ("-" if caps else "?"),
-        )
+    try:
+        for item in loaded:
+            lab = item.lab
+            reqs = sorted({r for s in lab.steps for r in s.effective_requires(lab.spec.requires)})
+            unmet = "?"
+            if session is not None:
+                unmet = "; ".join(sorted(set(session.capabilities.unmet(reqs)))) or "-"
+            table.add_row(lab.name, lab.title, str(len(lab.steps)), ", ".join(reqs) or "-", unmet)
+    finally:
+        if session is not None:
+            session.close()
     console.print(table)
 
 

@@ -114,7 +114,7 @@ class Runner:
         last: CommandResult | None = None
         for action in step.actions():
             if isinstance(action, m.HttpAction):
-                error = self._http_action(action, report)
+                error = self._http_action(action, report, timeout)
                 if error:
                     return self._fail(report, start, error)
                 continue
@@ -141,10 +141,11 @@ class Runner:
         report.seconds = time.monotonic() - start
         return report
 
-    def _http_action(self, action: m.HttpAction, report: StepReport) -> str | None:
+    def _http_action(self, action: m.HttpAction, report: StepReport, timeout: float) -> str | None:
         h = action.http
         self.progress.command_started(f"(automated) {h.describe()}")
-        deadline = time.monotonic() + self.lab.spec.timeout
+        start = time.monotonic()
+        deadline = start + timeout
         while True:
             error, answer = http_request(h, self._ctx())
             if not error and answer.status < 400:
@@ -154,7 +155,7 @@ class Runner:
                 return None
             if time.monotonic() >= deadline:
                 return error or f"{h.describe()} answered {answer.status}: {answer.body[:200]}"
-            self.progress.waiting(f"{h.describe()} to answer", 0, self.lab.spec.timeout)
+            self.progress.waiting(f"{h.describe()} to answer", time.monotonic() - start, timeout)
             time.sleep(POLL_SECONDS)
 
     def _fail(self, report: StepReport, start: float, reason: str) -> StepReport:
