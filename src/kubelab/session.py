@@ -57,8 +57,12 @@ class Session:
                 "install kubectl (README: prerequisites) or build the cached one: `make tools`",
             )
         pinned = pinned_kubeconfig(context.name, kubectl)
-        kube = Kube(pinned, context.name)
-        nodes = kube.nodes()
+        try:
+            kube = Kube(pinned, context.name)
+            nodes = kube.nodes()
+        except BaseException:  # unreachable or refused: the pinned copy holds credentials
+            pinned.unlink(missing_ok=True)
+            raise
         flavour = detect(context.name, nodes)
         env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": path}
         return cls(context, flavour, kube, Capabilities(kube, flavour, len(nodes)), pinned, env)

@@ -74,12 +74,20 @@ def test_cli_refuses_a_production_context_without_traceback(tmp_path, kubelab_cl
 def test_allowed_but_unreachable_cluster_is_a_clear_error(tmp_path, kubelab_cli):
     # 127.0.0.1:9 (discard) refuses connections on loopback: nothing listens there.
     config = kubeconfig(tmp_path, "scratch", "https://127.0.0.1:9")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     proc = kubelab_cli(
-        "check", "probe-test-app", "--allow-context", "scratch", env={"KUBECONFIG": config}
+        "check",
+        "probe-test-app",
+        "--allow-context",
+        "scratch",
+        env={"KUBECONFIG": config, "TMPDIR": str(scratch)},
     )
     assert proc.returncode == 2
     assert "does not answer" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+    # the private copy of the credentials made for the run is gone, failure or not
+    assert list(scratch.glob("kubelab-*.kubeconfig")) == []
 
 
 def test_missing_kubeconfig_is_a_clear_error(tmp_path, kubelab_cli):
