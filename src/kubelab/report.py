@@ -28,15 +28,12 @@ def _step_dict(step: StepReport) -> dict[str, Any]:
 
 
 def to_json(report: RunReport) -> dict[str, Any]:
-    counts = {
-        s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")
-    }
     return {
         "lab": report.lab,
         "context": report.context,
         "flavour": report.flavour,
         "passed": report.passed,
-        "counts": counts,
+        "counts": report.counts,
         "steps": [_step_dict(s) for s in report.steps],
         "cleanup": _step_dict(report.cleanup) if report.cleanup else None,
     }

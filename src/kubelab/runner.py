@@ -46,6 +46,11 @@ class RunReport:
     cleanup: StepReport | None = None
 
     @property
+    def counts(self) -> dict[Status, int]:
+        statuses: tuple[Status, ...] = ("passed", "failed", "skipped")
+        return {s: sum(1 for step in self.steps if step.status == s) for s in statuses}
+
+    @property
     def passed(self) -> bool:
         steps_ok = all(s.status != "failed" for s in self.steps)
         return steps_ok and (self.cleanup is None or self.cleanup.status != "failed")

@@ -65,7 +65,8 @@ class Session:
             raise
         flavour = detect(context.name, nodes)
         env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": path}
-        return cls(context, flavour, kube, Capabilities(kube, flavour, len(nodes)), pinned, env)
+        capabilities = Capabilities(kube, flavour, len(nodes), path)
+        return cls(context, flavour, kube, capabilities, pinned, env)
 
     def close(self) -> None:
         self.kubeconfig.unlink(missing_ok=True)

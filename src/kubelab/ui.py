@@ -101,9 +101,7 @@ def show_step(console: Console, report: StepReport) -> None:
 
 
 def show_summary(console: Console, report: RunReport) -> None:
-    counts = {
-        s: sum(1 for x in report.steps if x.status == s) for s in ("passed", "failed", "skipped")
-    }
+    counts = report.counts
     if report.cleanup is not None:
         show_step(console, report.cleanup)
     colour = "green" if report.passed else "red"

@@ -17,21 +17,19 @@ class Flavour:
     containers: bool  # really runs containers: logs, exec, port-forward, probes, HTTP into Pods
     loadbalancer: bool  # LoadBalancer Services answer on localhost without extra steps
     csr_signing: bool  # the CSR API issues client certificates (lab users)
-    loads_images: str | None  # how local images reach the nodes (None: shares Docker's store)
     notes: str = ""
 
 
 FLAVOURS: dict[str, Flavour] = {
     f.name: f
     for f in (
-        Flavour("docker-desktop", "Docker Desktop", True, True, True, None),
+        Flavour("docker-desktop", "Docker Desktop", True, True, True),
         Flavour(
             "kind",
             "kind",
             True,
             False,
             True,
-            "kind load docker-image",
             "LoadBalancer needs cloud-provider-kind",
         ),
         Flavour(
@@ -40,7 +38,6 @@ FLAVOURS: dict[str, Flavour] = {
             True,
             True,
             True,
-            "k3d image import",
             "LoadBalancer ports must be mapped when the cluster is created",
         ),
         Flavour(
@@ -49,7 +46,6 @@ FLAVOURS: dict[str, Flavour] = {
             True,
             False,
             True,
-            "minikube image load",
             "LoadBalancer needs `minikube tunnel`",
         ),
         Flavour(
@@ -58,20 +54,18 @@ FLAVOURS: dict[str, Flavour] = {
             True,
             True,
             True,
-            None,
             "uses Docker's image store with the dockerd (moby) engine",
         ),
-        Flavour("orbstack", "OrbStack", True, True, True, None),
+        Flavour("orbstack", "OrbStack", True, True, True),
         Flavour(
             "embedded",
             "kubelab embedded cluster (kwok nodes)",
             False,
             False,
             True,
-            None,
             "a real control plane whose nodes are simulated: no containers run",
         ),
-        Flavour("unknown", "unrecognised (explicitly allowed) cluster", True, False, True, None),
+        Flavour("unknown", "unrecognised (explicitly allowed) cluster", True, False, True),
     )
 }
 
@@ -140,6 +134,7 @@ class Capabilities:
     kube: Kube
     flavour: Flavour
     node_count: int
+    path: str  # the PATH the lab's commands run with (cached tools included)
     _cache: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
     def check(self, requirement: str) -> tuple[bool, str]:
@@ -168,7 +163,8 @@ class Capabilities:
         if req == "csr-signing":
             return f.csr_signing, f"needs the CSR API to sign client certificates on {f.title}"
         if req == "helm":
-            return shutil.which("helm") is not None, "needs helm on PATH (see the prerequisites)"
+            found = shutil.which("helm", path=self.path) is not None
+            return found, "needs helm on PATH (see the prerequisites)"
         if req.startswith("nodes>="):
             want = int(req.removeprefix("nodes>="))
             return self.node_count >= want, f"needs {want} nodes; the cluster has {self.node_count}"
