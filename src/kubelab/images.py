@@ -3,7 +3,7 @@
 Each app declares its image in its pyproject.toml:
 
     [tool.kubelab.image]
-    name = "kubelab/probe-test-app"
+    name = "localhost/kubelab/probe-test-app"
     [tool.kubelab.image.tags]
     v1 = { APP_VERSION = "v1" }     # tag -> docker build args
 """

@@ -76,7 +76,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: http-test, labels: {app: web}}
 spec:
-  containers: [{name: web, image: "kubelab/probe-test-app:v1", ports: [{containerPort: 8080}]}]
+  containers: [{name: web, image: "localhost/kubelab/probe-test-app:v1", ports: [{containerPort: 8080}]}]
 ---
 apiVersion: v1
 kind: Service

@@ -45,7 +45,7 @@ spec:
     - id: deployment
       title: A Deployment that will never have five ready replicas
       timeout: 4s
-      run: kubectl -n runner-test create deployment web --image=kubelab/probe-test-app:v1
+      run: kubectl -n runner-test create deployment web --image=localhost/kubelab/probe-test-app:v1
       expect:
         - match: {apiVersion: apps/v1, kind: Deployment, metadata: {name: web},
                   status: {readyReplicas: 5}}

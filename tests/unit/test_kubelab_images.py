@@ -101,5 +101,5 @@ def test_every_app_declares_an_image_with_a_dockerfile():
 def test_build_dry_run_prints_the_commands(kubelab_cli):
     proc = kubelab_cli("images", "build", "probe-test-app", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "docker build --tag kubelab/probe-test-app:v1 --build-arg APP_VERSION=v1" in proc.stdout
-    assert "kubelab/probe-test-app:v2" in proc.stdout
+    assert "docker build --tag localhost/kubelab/probe-test-app:v1 --build-arg APP_VERSION=v1" in proc.stdout
+    assert "localhost/kubelab/probe-test-app:v2" in proc.stdout
