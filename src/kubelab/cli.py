@@ -87,7 +87,7 @@ def labs() -> None:
 @app.command()
 def show(lab: str) -> None:
     """Show a lab's steps: commands, expectations, interactive marks."""
-    from kubelab.checks import describe
+    from kubelab.expect import describe
 
     loaded = load_lab(lab)
     spec = loaded.lab.spec
@@ -126,9 +126,9 @@ def run(
     allow_context: AllowOpt = None,
 ) -> None:
     """Run a lab's steps, waiting for each one's expectations; then clean up."""
-    from kubelab import report as reports
-    from kubelab.runner import Runner
-    from kubelab.ui import ConsoleProgress, show_summary
+    from kubelab.output import reports
+    from kubelab.output.terminal import ConsoleProgress, show_summary
+    from kubelab.run.orchestrate import Runner
 
     if step and from_:
         raise KubelabError("use either --step or --from, not both")
@@ -150,8 +150,8 @@ def run(
 @app.command()
 def check(lab: str, step: StepOpt = None, allow_context: AllowOpt = None) -> None:
     """Check my work: verify the expectations against the cluster as it is now."""
-    from kubelab.runner import Runner
-    from kubelab.ui import ConsoleProgress, show_step
+    from kubelab.output.terminal import ConsoleProgress, show_step
+    from kubelab.run.orchestrate import Runner
 
     loaded = load_lab(lab)
     if step:
@@ -167,8 +167,8 @@ def check(lab: str, step: StepOpt = None, allow_context: AllowOpt = None) -> Non
 @app.command()
 def reset(lab: str, allow_context: AllowOpt = None) -> None:
     """Undo a lab: run its cleanup (safe to run again)."""
-    from kubelab.runner import Runner
-    from kubelab.ui import ConsoleProgress, show_step
+    from kubelab.output.terminal import ConsoleProgress, show_step
+    from kubelab.run.orchestrate import Runner
 
     loaded = load_lab(lab)
     with _session(allow_context) as session:
@@ -225,7 +225,7 @@ def cluster_up(
 ) -> None:
     """Start the embedded cluster and make it the current context (like kind does)."""
     from kubelab.embedded import cluster
-    from kubelab.ui import dim_printer
+    from kubelab.output.terminal import dim_printer
 
     result = cluster.up(nodes=nodes, name=name, progress=dim_printer(console))
     console.print(
@@ -237,7 +237,7 @@ def cluster_up(
 def cluster_down(name: NameOpt = "kubelab") -> None:
     """Stop the embedded cluster and remove its context: no process or port is left behind."""
     from kubelab.embedded import cluster
-    from kubelab.ui import dim_printer
+    from kubelab.output.terminal import dim_printer
 
     cluster.down(name=name, progress=dim_printer(console))
     console.print("[green]embedded cluster down[/]")

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from kubelab.errors import KubelabError
 from kubelab.lab.model import REQUIREMENT_HELP
-from kubelab.ui import dim_printer
+from kubelab.output.terminal import dim_printer
 
 OK, WARN, FAIL = "[green]✔[/]", "[yellow]![/]", "[red]✘[/]"
 
@@ -34,7 +34,7 @@ def _minor(version: str) -> int | None:
 
 
 def diagnose(console: Console, allow: list[str] | None = None) -> bool:
-    from kubelab.cluster.context import current_context
+    from kubelab.kube.context import current_context
     from kubelab.session import Session, tool_path
 
     ok = True

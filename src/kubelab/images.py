@@ -20,8 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from kubelab.cluster.flavour import Flavour
 from kubelab.errors import KubelabError, MissingToolError
+from kubelab.flavours import Flavour
 
 
 @dataclass(frozen=True)

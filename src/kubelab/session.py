@@ -7,16 +7,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubelab.cluster.api import Kube
-from kubelab.cluster.context import (
+from kubelab.errors import MissingToolError
+from kubelab.flavours import Capabilities, Flavour, detect
+from kubelab.kube.client import Kube
+from kubelab.kube.context import (
     Context,
     current_context,
     flavour_of_context,
     guard,
     pinned_kubeconfig,
 )
-from kubelab.cluster.flavour import Capabilities, Flavour, detect
-from kubelab.errors import MissingToolError
 
 
 def tool_path(context: str | None = None) -> str:

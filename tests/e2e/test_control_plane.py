@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubelab import kubeconfig
 from kubelab.embedded import build, cluster
+from kubelab.kube import kubeconfig
 
 pytestmark = pytest.mark.e2e
 

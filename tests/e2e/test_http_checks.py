@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from kubelab.lab.loader import load_lab
-from kubelab.runner import Runner
+from kubelab.run.orchestrate import Runner
 from kubelab.session import Session
 
 LAB = """\
@@ -76,7 +76,8 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: http-test, labels: {app: web}}
 spec:
-  containers: [{name: web, image: "localhost/kubelab/probe-test-app:v1", ports: [{containerPort: 8080}]}]
+  containers:
+    - {name: web, image: "localhost/kubelab/probe-test-app:v1", ports: [{containerPort: 8080}]}
 ---
 apiVersion: v1
 kind: Service

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from kubelab.cluster.context import Context, flavour_of_context, guard
 from kubelab.errors import ContextRefusedError
+from kubelab.kube.context import Context, flavour_of_context, guard
 
 
 def kubeconfig(tmp_path, context: str, server: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelab.cluster.flavour import detect
+from kubelab.flavours import detect
 
 
 def node(name: str, labels=None, annotations=None, provider: str = "") -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubelab.checks import leaves, mismatches, pick
+from kubelab.expect import leaves, mismatches, pick
 
 LIVE = {
     "apiVersion": "apps/v1",

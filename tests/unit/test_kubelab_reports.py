@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kubelab import report
 from kubelab.errors import KubelabError
-from kubelab.runner import Failure, RunReport, StepReport
-from kubelab.shell import CommandResult
+from kubelab.output import reports as report
+from kubelab.run.orchestrate import Failure, RunReport, StepReport
+from kubelab.run.shell import CommandResult
 
 
 def sample() -> RunReport:

@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from kubelab import kubeconfig
 from kubelab.embedded import build
 from kubelab.errors import KubelabError
+from kubelab.kube import kubeconfig
 
 Progress = Callable[[str], object]
 

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from kubelab.checks import CheckContext, Outcome, describe, evaluate, http_request
+from kubelab.expect import CheckContext, Outcome, describe, evaluate, http_request
 from kubelab.lab import model as m
 from kubelab.lab.loader import LoadedLab
+from kubelab.run.shell import CommandResult, run_shell
 from kubelab.session import Session
-from kubelab.shell import CommandResult, run_shell
 
 POLL_SECONDS = 0.5
 Status = Literal["passed", "failed", "skipped"]

@@ -6,8 +6,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelab.cluster.api import Kube, UnknownKind
-from kubelab.cluster.context import flavour_of_context
+from kubelab.kube.client import Kube, UnknownKind
+from kubelab.kube.context import flavour_of_context
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from kubelab.lab import model as m
-from kubelab.runner import RunReport, StepReport
+from kubelab.run.orchestrate import RunReport, StepReport
 
 MARK = {
     "passed": "[green]✔ passed[/]",

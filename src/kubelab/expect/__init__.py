@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubelab.cluster.api import Kube, UnknownKind
+from kubelab.kube.client import Kube, UnknownKind
 from kubelab.lab import model as m
-from kubelab.shell import CommandResult, run_shell
+from kubelab.run.shell import CommandResult, run_shell
 
 Related = tuple[str, str, str]  # kind, name, namespace: what diagnostics should look at
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelab.errors import KubelabError
-from kubelab.runner import RunReport, StepReport
+from kubelab.run.orchestrate import RunReport, StepReport
 
 
 def _step_dict(step: StepReport) -> dict[str, Any]:

@@ -1,0 +1,2 @@
+"""Running labs: orchestration, results (the report model), actions (the shell session, HTTP) and
+diagnosis."""
