@@ -138,9 +138,7 @@ def make_pki(hostname: str = "127.0.0.1", expired: bool = False) -> Pki:
     return Pki(
         ca.public_bytes(pem),
         cert.public_bytes(pem),
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
 
 
