@@ -9,6 +9,7 @@ proxy, a log line.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, Union
 
@@ -28,21 +29,31 @@ API_VERSION = "kubelab.dev/v1alpha1"
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
+MAX_DURATION = 24 * 3600.0  # a lab waits minutes; anything longer is a typo or an attack
+
+
 def parse_duration(value: Any) -> float:
-    """'90s', '2m', '1m30s', '1h' or a number of seconds -> seconds."""
+    """'90s', '2m', '1m30s', '1h' or a number of seconds -> seconds (finite, > 0, <= 24h)."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '90s', '2m', '1m30s'")
     if isinstance(value, int | float):
+        if isinstance(value, int) and value > MAX_DURATION:  # before float(): 10**400 overflows
+            raise ValueError(f"a duration may be at most {MAX_DURATION / 3600:.0f}h")
         seconds = float(value)
-    elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())):
+    elif isinstance(value, str) and len(value) < 64 and (m := _DURATION.match(value.strip())):
         hours, minutes, secs = m.groups()
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
         raise ValueError(
-            f"{value!r} is not a duration: write seconds (30) or a string like '90s', '2m', '1m30s'"
+            f"{value!r:.60} is not a duration: write seconds (30) or a string like '90s', '2m', "
+            "'1m30s'"
         )
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"{value!r} is not a duration: write a number of seconds, such as 30")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration may be at most {MAX_DURATION / 3600:.0f}h")
     return seconds
 
 
