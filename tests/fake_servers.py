@@ -29,6 +29,7 @@ class _Listener:
         self._serve = serve
         self._stop = threading.Event()
         self._held: list[socket.socket] = []
+        self.connections = 0  # accepted so far: lets a test wait until a client is stuck here
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -40,6 +41,7 @@ class _Listener:
             except (TimeoutError, OSError):
                 continue
             self._held.append(conn)
+            self.connections += 1
             threading.Thread(target=self._serve, args=(conn, self._stop), daemon=True).start()
 
     def close(self) -> None:
@@ -60,11 +62,12 @@ def _hang_up(conn: socket.socket, stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def hanging_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never sends a byte."""
+def hanging_server() -> Iterator[_Listener]:
+    """A listener (`.port`, `.connections`) that accepts TCP connections and never sends a
+    byte."""
     listener = _Listener(_hold)
     try:
-        yield listener.port
+        yield listener
     finally:
         listener.close()
 
@@ -143,8 +146,8 @@ def make_pki(hostname: str = "127.0.0.1", expired: bool = False) -> Pki:
 
 
 @contextlib.contextmanager
-def tls_server(pki: Pki, folder: Path) -> Iterator[int]:
-    """An HTTPS port serving `pki`'s certificate; answers every request with 200 `{}`."""
+def tls_server(pki: Pki, folder: Path, answer: bytes = b"{}") -> Iterator[int]:
+    """An HTTPS port serving `pki`'s certificate; answers every request with 200 `answer`."""
     cert, key = folder / "server.crt", folder / "server.key"
     cert.write_bytes(pki.cert_pem)
     key.write_bytes(pki.key_pem)
@@ -156,7 +159,8 @@ def tls_server(pki: Pki, folder: Path) -> Iterator[int]:
         try:
             with ctx.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(65536)
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(answer)}\r\n"
+                tls.sendall(head.encode() + b"Connection: close\r\n\r\n" + answer)
         except (OSError, ssl.SSLError):
             return  # the client refused our certificate: that is the point
 

@@ -181,7 +181,7 @@ def _check_shape(path: Path, data: Any) -> dict[str, Any]:
         raise _bad(path, f"is {kind}, not a mapping of clusters, users and contexts")
     current = data.get("current-context")
     if current is not None and not isinstance(current, str):
-        raise _bad(path, f"current-context must be a context name, not {current!r}")
+        raise _bad(path, f"current-context must be a context name, not {current!r:.40}")
     for section, kind in SECTIONS.items():
         items = data.get(section)
         if items is None:
