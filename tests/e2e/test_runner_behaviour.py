@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 LAB = """\
-apiVersion: kubelab.dev/v1alpha1
+apiVersion: kubelab.dev/v1beta1
 kind: Lab
 metadata:
   name: synthetic
