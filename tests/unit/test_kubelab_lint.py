@@ -76,7 +76,8 @@ def test_a_good_lab_is_clean(tmp_path):
 
 
 def test_an_unknown_field_is_one_finding_with_its_line(tmp_path):
-    found = messages(make(tmp_path, LAB.replace("      title: Look", "      title: Look\n      explian: x")))
+    lab = LAB.replace("      title: Look", "      title: Look\n      explian: x")
+    found = messages(make(tmp_path, lab))
     assert len(found) == 1, found
     assert "lab.yaml:17: error: spec.steps[1].explian: unknown field" in found[0]
 
@@ -144,7 +145,8 @@ def test_a_binding_must_be_captured_by_an_earlier_step(tmp_path):
     captured = lab.replace(
         "          contains: [forbidden]\n",
         "          contains: [forbidden]\n      capture:\n"
-        "        POD: {apiVersion: v1, kind: Pod, selector: app=web, path: 'items[0].metadata.name'}\n",
+        "        POD: {apiVersion: v1, kind: Pod, selector: app=web,\n"
+        "              path: 'items[0].metadata.name'}\n",
     )
     assert messages(make(tmp_path / "ok", captured)) == []
 
