@@ -11,10 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from kubelab.errors import KubelabError
-from kubelab.lab.loader import load_all, load_lab
 
 app = typer.Typer(
     help="A hands-on Kubernetes course that checks itself: run, check and reset its labs.",
@@ -44,6 +42,20 @@ NameOpt = Annotated[
 StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
 
 
+# The lab format (pydantic models) is imported only by the commands that read labs, so that
+# `kubelab --help` and the cluster commands start fast.
+def load_lab(name: str):
+    from kubelab.lab.loader import load_lab as load
+
+    return load(name)
+
+
+def load_all():
+    from kubelab.lab.loader import load_all as load
+
+    return load()
+
+
 def _session(allow: list[str] | None):
     from kubelab.session import Session
 
@@ -61,6 +73,8 @@ def _session(allow: list[str] | None):
 @app.command()
 def labs() -> None:
     """List the labs, their requirements, and how many of their steps can run here."""
+    from rich.table import Table
+
     from kubelab.session import Session
 
     loaded = load_all()
@@ -358,7 +372,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in standalone_mode=False
+    except BaseException as exc:  # a stop signal before the runner took over (run/interrupt.py)
+        from kubelab.run.interrupt import Interrupted
+
+        if isinstance(exc, Interrupted):
+            err.print(f"interrupted by {exc.name}")
+            sys.exit(exc.exit_code)
+        if not isinstance(exc, Exception):
+            raise
         import click
 
         if isinstance(exc, click.ClickException):

@@ -128,11 +128,14 @@ class Runner:
             error = self._act(action, report, timeout)
             if error:
                 return self._fail(report, start, error)
-        failing = [o for o in self.wait(step.expect, timeout) if not o.ok]
+        outcomes = self.wait(step.expect, timeout)
+        failing = [o for o in outcomes if not o.ok]
         if failing:
             report.failures = [self._diagnose(o) for o in failing]
             report.hint = self._hint(step)
-            return self._fail(report, start, f"not true in time: {failing[0].summary}")
+            first = step.expect[outcomes.index(failing[0])]
+            waited = first.timeout or timeout
+            return self._fail(report, start, f"not true after {waited:.0f}s: {failing[0].summary}")
         if error := self._capture_objects(step, report, timeout - (time.monotonic() - start)):
             return self._fail(report, start, error)
         report.seconds = time.monotonic() - start
