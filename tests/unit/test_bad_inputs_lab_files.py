@@ -13,8 +13,8 @@ import pytest
 
 from kubelab.errors import LabFileError
 from kubelab.lab import loader
+from kubelab.lab.fields import parse_duration
 from kubelab.lab.loader import load_lab
-from kubelab.lab.model import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 # A real lab as the base, so the cases stay valid whatever the format's version is.
