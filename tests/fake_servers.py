@@ -72,6 +72,28 @@ def hanging_server() -> Iterator[_Listener]:
         listener.close()
 
 
+def _drip(conn: socket.socket, stop: threading.Event) -> None:
+    """Starts an answer, then sends one byte every 0.5 s for at most 60 s: each read gets a
+    byte in time, so only a deadline on the whole answer ends the wait."""
+    with contextlib.suppress(OSError):
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(120):
+            if stop.wait(0.5):
+                return
+            conn.sendall(b"X")
+
+
+@contextlib.contextmanager
+def drip_server() -> Iterator[int]:
+    """A plain-HTTP port that answers one byte at a time, for ever (as far as a client knows)."""
+    listener = _Listener(_drip)
+    try:
+        yield listener.port
+    finally:
+        listener.close()
+
+
 @contextlib.contextmanager
 def hang_up_server() -> Iterator[int]:
     """A port that accepts each connection and closes it at once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,10 @@ def _tool_version(argv: list[str], path: str) -> tuple[str | None, str]:
     if exe is None:
         return None, ""
     try:
-        proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=20)
+        # a version needs no cluster, but helm reads $KUBECONFIG anyway and blocks for ever on
+        # a FIFO or /dev/zero: give it an empty one
+        env = {**os.environ, "KUBECONFIG": os.devnull}
+        proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=10, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return exe, f"(did not answer: {exc})"
     return exe, proc.stdout.strip() or proc.stderr.strip()

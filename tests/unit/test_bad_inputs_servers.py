@@ -96,6 +96,15 @@ def test_a_closed_port_is_reported_at_once(tmp_path):
         _assert_clear(args, proc, seconds, "connection refused", "is it running?")
 
 
+def test_a_server_that_drips_its_answer_is_cut_off_by_the_deadline(tmp_path):
+    with fs.drip_server() as port:
+        cfg = fs.write_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}")
+        for args, proc, seconds in _all_commands(
+            _env(tmp_path, cfg), [["check", "probe-test-app"], ["labs"]]
+        ):
+            _assert_clear(args, proc, seconds, "answers too slowly", "restart it")
+
+
 def test_a_server_that_hangs_up_is_reported_at_once(tmp_path):
     with fs.hang_up_server() as port:
         cfg = fs.write_kubeconfig(tmp_path / "config", f"https://127.0.0.1:{port}")

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,27 @@ def test_pinned_kubeconfig_names_a_missing_certificate_file(tmp_path, monkeypatc
         pinned_kubeconfig("kind-lab")
     assert str(path) in str(info.value)
     assert str(tmp_path / "gone.crt") in str(info.value)
+
+
+# --- through the CLI ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["a list", "NUL bytes", "not UTF-8", "fifo", "/dev/zero"])
+def test_commands_report_an_unusable_kubeconfig_without_traceback_or_hang(
+    tmp_path, kubelab_cli, case
+):
+    path = tmp_path / "config"
+    if case == "fifo":
+        os.mkfifo(path)  # kubelab must not block reading it, nor let a tool it starts block
+    elif case == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(BAD_FILES.get(case, (b"",))[0])
+    for command in (["check", "probe-test-app"], ["doctor"], ["reset", "probe-test-app"]):
+        start = time.monotonic()
+        proc = kubelab_cli(*command, env={"KUBECONFIG": str(path)}, timeout=60)
+        assert time.monotonic() - start < 15  # helm, asked its version, read $KUBECONFIG too
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "Traceback" not in out
+        assert f"kubeconfig {path}" in out.replace("\n", "")

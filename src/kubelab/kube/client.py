@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,37 @@ from kubelab.kube import ready
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 REQUEST_TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
+# The read timeout bounds each wait for a byte, not the whole answer: a server that drips a
+# byte a second would hold a request for hours. This bounds the whole exchange, body included.
+REQUEST_DEADLINE = 12.0
+
+
+class DeadlineExceeded(TimeoutError):
+    """A whole request (connect, headers and body) took longer than REQUEST_DEADLINE."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise DeadlineExceeded in the block after `seconds` of wall time, interrupting a blocked
+    socket read. Uses SIGALRM, so only in the main thread; elsewhere the per-read timeouts are
+    the only bound."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise DeadlineExceeded(f"no complete answer within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:  # someone else's alarm was running: give it back what is left
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.01))
 
 
 class UnknownKind(Exception):
@@ -46,15 +82,21 @@ class Kube:
         self.server = self.api_client.configuration.host
         # The dynamic client's discovery passes no _request_timeout, and the REST client then
         # hands urllib3 an explicit timeout=None (which beats any pool default): give every
-        # request ours unless it brings its own (a long watch must). urllib3's default 3
-        # retries would triple each wait; kubelab polls anyway.
+        # request ours, and a deadline for the whole answer, unless it brings its own timeout
+        # (a long watch must). urllib3's default 3 retries would triple each wait; kubelab
+        # polls anyway.
         rest = self.api_client.rest_client
         send = rest.request
 
-        def request_with_timeout(*args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
-            return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kw)
+        def bounded_request(*args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+            if _request_timeout not in (None, REQUEST_TIMEOUT):
+                return send(*args, _request_timeout=_request_timeout, **kw)
+            with _deadline(REQUEST_DEADLINE):
+                response = send(*args, _request_timeout=REQUEST_TIMEOUT, **kw)
+                response.read()  # the body too, within the deadline (read() keeps it)
+                return response
 
-        rest.request = request_with_timeout
+        rest.request = bounded_request
         rest.pool_manager.connection_pool_kw["retries"] = False
         self._dynamic: Any = None
 
@@ -285,6 +327,12 @@ def unreachable(exc: BaseException, context: str, server: str) -> ClusterUnreach
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
         return ClusterUnreachableError(
             f"{where} does not answer: connection refused (nothing listens there)", hint
+        )
+    if any(isinstance(e, DeadlineExceeded) for e in chain):
+        return ClusterUnreachableError(
+            f"{where} answers too slowly: no complete answer within {REQUEST_DEADLINE:.0f} s",
+            "it may be overloaded, or something between you and it (a proxy?) is stuck: "
+            "restart it and check the context's server URL",
         )
     # NewConnectionError is a ConnectTimeoutError subclass: a failed connect, not a timeout
     timeouts = ConnectTimeoutError | ReadTimeoutError | TimeoutError
