@@ -241,6 +241,9 @@ def test_pinned_kubeconfig_holds_one_context_with_its_files_inlined(tmp_path, mo
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    from kubelab.kube import context
+
+    monkeypatch.setattr(context, "_private", None)  # a fresh private folder, under that TMPDIR
     kube = tmp_path / "kube"
     (kube / "pki").mkdir(parents=True)
     (kube / "pki" / "ca.crt").write_bytes(b"CA")
@@ -271,6 +274,25 @@ def test_pinned_kubeconfig_holds_one_context_with_its_files_inlined(tmp_path, mo
         pinned.unlink()
     sso = yaml.safe_load(pinned_kubeconfig("uses-sso").read_text())
     assert sso["users"][0]["user"]["exec"]["command"] == "aws"  # kept as it is
+
+
+_PIN_AND_EXIT = """
+import sys
+from kubelab.kube.context import pinned_kubeconfig
+print(pinned_kubeconfig("kind-lab"))
+"""
+
+
+def test_a_pinned_kubeconfig_does_not_outlive_the_process(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    config = _write(tmp_path / "config", _config("kind-lab", "kind-lab"))
+    env = {**os.environ, "KUBECONFIG": str(config), "TMPDIR": str(tmp_path / "tmp")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PIN_AND_EXIT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).parent.parent == tmp_path / "tmp"  # it was made there
+    assert list((tmp_path / "tmp").iterdir()) == []  # and nothing is left, folder included
 
 
 def test_pinned_kubeconfig_names_a_missing_certificate_file(tmp_path, monkeypatch):

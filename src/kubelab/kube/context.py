@@ -8,11 +8,11 @@ use-context` elsewhere during a run cannot redirect a lab's `kubectl apply`.
 
 from __future__ import annotations
 
+import atexit
 import base64
-import contextlib
 import fnmatch
 import os
-import stat
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,16 +126,23 @@ def _inline(body: dict[str, Any], kind: str, what: str, origin: Path) -> dict[st
     return body
 
 
+_private: tuple[int, Path] | None = None  # (pid, folder) of this process's private folder
+
+
 def private_dir() -> Path:
-    """A folder only this user can enter, for files holding credentials (reused, like tmux's)."""
-    folder = Path(tempfile.gettempdir()) / f"kubelab-{os.getuid()}"
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir(mode=0o700)
-    st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        # someone else's, a symlink, or too open: use a fresh one of our own instead
-        return Path(tempfile.mkdtemp(prefix="kubelab-"))
-    return folder
+    """This process's folder for files holding credentials: 0700, made on first use in the
+    temp folder and removed with whatever is left in it when the process exits."""
+    global _private
+    if _private is None or _private[0] != os.getpid() or not _private[1].is_dir():
+        folder = Path(tempfile.mkdtemp(prefix="kubelab-"))  # 0700, a fresh unguessable name
+        _private = (os.getpid(), folder)
+        atexit.register(_remove_private, os.getpid(), folder)
+    return _private[1]
+
+
+def _remove_private(pid: int, folder: Path) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the handler
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pinned_kubeconfig(context: str, kubectl: str | None = None) -> Path:
