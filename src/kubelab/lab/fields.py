@@ -19,6 +19,11 @@ BINDING_NAME = r"^[A-Z][A-Z0-9_]*$"
 BINDING_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
+def check_binding_name(name: str) -> None:
+    if not re.match(BINDING_NAME, name):
+        raise ValueError(f"capture name {name!r}: use upper case, digits and _ (JOB_NAME)")
+
+
 def parse_duration(value: Any) -> float:
     """'90s', '2m', '1m30s', '1h' or a number of seconds -> seconds."""
     if isinstance(value, bool):
