@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import threading
 import time
@@ -108,10 +109,17 @@ class Kube:
         if self._dynamic is None:
             from kubernetes.dynamic import DynamicClient
 
+            # its discovery cache goes to kubelab's cache, not a file left in the temp folder;
+            # named by a hash, as a context name may hold "/" or ".."
+            key = hashlib.sha256(f"{self.context}\0{self.server}".encode()).hexdigest()[:24]
+            cache = paths.cache_root() / "discovery" / f"{key}.json"
             try:
-                # its discovery cache goes to kubelab's cache, not a file left in the temp folder
-                cache = paths.cache_root() / "discovery" / f"{self.context}.json"
                 cache.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # an unwritable cache: use one that goes away with the process
+                from kubelab.kube.context import private_dir
+
+                cache = private_dir() / f"discovery-{key}.json"
+            try:
                 self._dynamic = DynamicClient(self.api_client, cache_file=str(cache))
             except Exception as exc:
                 raise self._unreachable(exc) from None
