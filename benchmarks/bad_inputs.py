@@ -218,6 +218,15 @@ def lab_cases(work: Path) -> list[Case]:
     ):
         for argv in (["show", LAB], ["lint", LAB], ["check", LAB]):
             cases.append(Case("symlink", name, argv, {"KUBELAB_LABS": str(root_)}))
+    # the lesson next to lab.yaml (read by lint)
+    for name, data in (
+        ("README.md not UTF-8", b"# Lesson\ncaf\xe9\n"),
+        ("README.md with NUL", b"# Lesson\n\x00\x01\n"),
+    ):
+        root = work / "labs" / name.replace(" ", "-").replace(".", "-")
+        shutil.copytree(REPO / "labs" / LAB, root / LAB)
+        (root / LAB / "README.md").write_bytes(data)
+        cases.append(Case("lesson", name, ["lint", LAB], {"KUBELAB_LABS": str(root)}))
     # where the labs are
     cases += [
         Case("labs folder", "KUBELAB_LABS missing", ["labs"], {"KUBELAB_LABS": "/nonexistent"}),
