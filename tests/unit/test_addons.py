@@ -358,3 +358,18 @@ def test_uninstall_leaves_what_kubelab_did_not_install(monkeypatch):
     manage.uninstall(["metrics-server"], FakeSession(FakeKube(), "kind"), said.append)  # type: ignore[arg-type]
     assert "not kubelab's to remove" in said[0]
     assert said[1] == "metrics-server: not installed"
+
+
+def test_cli_lists_the_pinned_addons(kubelab_cli):
+    proc = kubelab_cli("addons", "list")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "metrics-server 3.13.1 from https://kubernetes-sigs.github.io/metrics-server/" in text
+    assert "(app 0.8.1)" in text
+
+
+def test_cli_unknown_addon_is_a_clear_error(kubelab_cli):
+    proc = kubelab_cli("addons", "install", "metric-server")
+    assert proc.returncode == 2
+    assert "there is no add-on 'metric-server'" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
