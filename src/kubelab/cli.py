@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,10 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from kubelab.errors import KubelabError
-from kubelab.lab.loader import load_all, load_lab
 
 app = typer.Typer(
     help="A hands-on Kubernetes course that checks itself: run, check and reset its labs.",
@@ -43,6 +42,20 @@ NameOpt = Annotated[
 StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
 
 
+# The lab format (pydantic models) is imported only by the commands that read labs, so that
+# `kubelab --help` and the cluster commands start fast.
+def load_lab(name: str):
+    from kubelab.lab.loader import load_lab as load
+
+    return load(name)
+
+
+def load_all():
+    from kubelab.lab.loader import load_all as load
+
+    return load()
+
+
 def _session(allow: list[str] | None):
     from kubelab.session import Session
 
@@ -59,7 +72,9 @@ def _session(allow: list[str] | None):
 
 @app.command()
 def labs() -> None:
-    """List the labs, their steps and requirements (and which are unmet on this cluster)."""
+    """List the labs, their requirements, and how many of their steps can run here."""
+    from rich.table import Table
+
     from kubelab.session import Session
 
     loaded = load_all()
@@ -69,15 +84,18 @@ def labs() -> None:
         console.print(f"[dim]cluster: {session.context.name} ({session.flavour.title})[/]")
     except KubelabError as exc:
         console.print(f"[dim]no cluster checked: {escape(exc.message)}[/]")
-    table = Table("lab", "title", "steps", "requires", "unmet here")
+    table = Table("lab", "title", "steps", "requires", "runnable here", "unmet here")
     try:
         for item in loaded:
             lab = item.lab
-            reqs = sorted({r for s in lab.steps for r in s.effective_requires(lab.spec.requires)})
-            unmet = "?"
+            runnable, unmet = "?", "?"
             if session is not None:
-                unmet = "; ".join(sorted(set(session.capabilities.unmet(reqs)))) or "-"
-            table.add_row(lab.name, lab.title, str(len(lab.steps)), ", ".join(reqs) or "-", unmet)
+                reasons = [session.capabilities.unmet(s.effective_requires(lab.spec.requires))
+                           for s in lab.steps]  # fmt: skip
+                runnable = f"{sum(1 for r in reasons if not r)}/{len(lab.steps)}"
+                unmet = "; ".join(sorted({x for r in reasons for x in r})) or "-"
+            reqs = ", ".join(lab.requirements()) or "-"
+            table.add_row(lab.name, lab.title, str(len(lab.steps)), reqs, runnable, unmet)
     finally:
         if session is not None:
             session.close()
@@ -86,8 +104,8 @@ def labs() -> None:
 
 @app.command()
 def show(lab: str) -> None:
-    """Show a lab's steps: commands, expectations, interactive marks."""
-    from kubelab.expect import describe
+    """Show a lab's steps: commands, expectations, captures, interactive marks."""
+    from kubelab.lab import model as m
 
     loaded = load_lab(lab)
     spec = loaded.lab.spec
@@ -100,13 +118,19 @@ def show(lab: str) -> None:
         mark = " [magenta](interactive)[/]" if step.interactive else ""
         console.print(f"\n[bold]{i}. {escape(step.title)}[/] [dim]{step.id}[/]{mark}")
         for command in step.run:
-            console.print(f"   [cyan]$[/] {escape(command)}")
+            run_ = m.as_run(command)
+            rules = run_.describe()
+            said = "" if rules == "succeeds" else f" [dim]({escape(rules)})[/]"
+            console.print(f"   [cyan]$[/] {escape(run_.cmd)}{said}")
         if step.interactive:
             for action in step.automated or []:
-                text = action if isinstance(action, str) else action.http.describe()
+                text = action.http.describe() if isinstance(action, m.HttpAction) else (
+                    m.as_run(action).cmd)  # fmt: skip
                 console.print(f"   [dim]automated:[/] {escape(text)}")
         for expectation in step.expect:
-            console.print(f"   [green]expect[/] {escape(describe(expectation, None))}")  # type: ignore[arg-type]
+            console.print(f"   [green]expect[/] {escape(expectation.describe())}")
+        for name in step.captured_names():
+            console.print(f"   [dim]captures ${{{name}}}[/]")
         needs = step.effective_requires(spec.requires)
         if needs:
             console.print(f"   [dim]requires: {', '.join(needs)}[/]")
@@ -125,9 +149,11 @@ def run(
     ] = None,
     allow_context: AllowOpt = None,
 ) -> None:
-    """Run a lab's steps, waiting for each one's expectations; then clean up."""
+    """Run a lab's steps as you would type them (they run as you, in one shell), waiting for
+    each step's expectations; then clean up. Ctrl-C stops and cleans up; twice skips cleanup."""
     from kubelab.output import reports
     from kubelab.output.terminal import ConsoleProgress, show_summary
+    from kubelab.run.interrupt import stop_signals
     from kubelab.run.orchestrate import Runner
 
     if step and from_:
@@ -138,26 +164,41 @@ def run(
     for step_id in (step, from_):
         if step_id:
             _known_step(loaded, step_id)
-    with _session(allow_context) as session:
+    with stop_signals(), _session(allow_context) as session:
         result = Runner(session, loaded, ConsoleProgress(console)).run(step, from_, keep)
     show_summary(console, result)
     if report is not None:
         reports.write(result, report)
         console.print(f"[dim]report: {report}[/]")
+    if result.interrupted:
+        raise typer.Exit(128 + signal.Signals[result.interrupted].value)
     raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command()
-def check(lab: str, step: StepOpt = None, allow_context: AllowOpt = None) -> None:
-    """Check my work: verify the expectations against the cluster as it is now."""
+def check(
+    lab: str,
+    step: StepOpt = None,
+    upto: Annotated[
+        str | None,
+        typer.Option("--upto", help="Check the steps in order up to this one; stop at a failure."),
+    ] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Check my work: verify the expectations against the cluster as it is now (no commands
+    are typed for you, except `command` expectations, which run as you)."""
     from kubelab.output.terminal import ConsoleProgress, show_step
+    from kubelab.run.interrupt import stop_signals
     from kubelab.run.orchestrate import Runner
 
+    if step and upto:
+        raise KubelabError("use either --step or --upto, not both")
     loaded = load_lab(lab)
-    if step:
-        _known_step(loaded, step)
-    with _session(allow_context) as session:
-        result = Runner(session, loaded, ConsoleProgress(console)).check(step)
+    for step_id in (step, upto):
+        if step_id:
+            _known_step(loaded, step_id)
+    with stop_signals(), _session(allow_context) as session:
+        result = Runner(session, loaded, ConsoleProgress(console)).check(step, upto)
     for item in result.steps:
         console.print(f"\n[bold]{escape(item.title)}[/] [dim]({item.id})[/]")
         show_step(console, item)
@@ -166,15 +207,35 @@ def check(lab: str, step: StepOpt = None, allow_context: AllowOpt = None) -> Non
 
 @app.command()
 def reset(lab: str, allow_context: AllowOpt = None) -> None:
-    """Undo a lab: run its cleanup (safe to run again)."""
+    """Undo a lab: run its cleanup and remove its work folder (safe to run again)."""
     from kubelab.output.terminal import ConsoleProgress, show_step
+    from kubelab.run.interrupt import stop_signals
+    from kubelab.run.lock import RunLock
     from kubelab.run.orchestrate import Runner
 
     loaded = load_lab(lab)
-    with _session(allow_context) as session:
+    with stop_signals(), _session(allow_context) as session, RunLock(session.kube, lab):
         result = Runner(session, loaded, ConsoleProgress(console)).reset()
     show_step(console, result)
     raise typer.Exit(0 if result.status != "failed" else 1)
+
+
+@app.command()
+def lint(
+    labs: Annotated[list[str] | None, typer.Argument(help="Lab names; default: every lab.")] = None,
+) -> None:
+    """Check labs without a cluster: schema, lesson and lab.yaml in step, files, no fixed
+    sleeps, captures, and steps that need real containers. Exit 1 on any finding."""
+    from kubelab.lab.lint import lint as lint_lab
+    from kubelab.lab.loader import lab_names
+
+    names = labs or lab_names()
+    findings = [f for name in names for f in lint_lab(name)]
+    for finding in findings:
+        colour = "red" if finding.severity == "error" else "yellow"
+        console.print(f"[{colour}]{escape(str(finding))}[/]", soft_wrap=True)
+    console.print(f"{len(names)} lab(s) linted: {len(findings)} finding(s)")
+    raise typer.Exit(1 if findings else 0)
 
 
 @app.command()
@@ -311,7 +372,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in standalone_mode=False
+    except BaseException as exc:  # a stop signal before the runner took over (run/interrupt.py)
+        from kubelab.run.interrupt import Interrupted
+
+        if isinstance(exc, Interrupted):
+            err.print(f"interrupted by {exc.name}")
+            sys.exit(exc.exit_code)
+        if not isinstance(exc, Exception):
+            raise
         import click
 
         if isinstance(exc, click.ClickException):
@@ -359,6 +427,8 @@ def addons_status(
     allow_context: AllowOpt = None,
 ) -> None:
     """Which add-ons are installed on the current cluster, and ready. Exit 0 when all asked are."""
+    from rich.table import Table
+
     from kubelab.addons.manage import statuses
 
     with _addon_session(allow_context) as session:

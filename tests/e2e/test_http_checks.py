@@ -30,7 +30,7 @@ from kubelab.run.orchestrate import Runner
 from kubelab.session import Session
 
 LAB = """\
-apiVersion: kubelab.dev/v1alpha1
+apiVersion: kubelab.dev/v1beta1
 kind: Lab
 metadata:
   name: http-lab

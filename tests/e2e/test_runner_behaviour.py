@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 LAB = """\
-apiVersion: kubelab.dev/v1alpha1
+apiVersion: kubelab.dev/v1beta1
 kind: Lab
 metadata:
   name: synthetic
@@ -33,9 +33,10 @@ spec:
                   data: {colour: blue}}
     - id: forbidden
       title: A service account without rights is refused
-      run: kubectl -n runner-test get secrets --as=system:serviceaccount:runner-test:nobody
-      expect:
-        - output: {exitCode: nonzero, contains: ["forbidden"]}
+      run:
+        - cmd: kubectl -n runner-test get secrets --as=system:serviceaccount:runner-test:nobody
+          exit: nonzero
+          contains: ["forbidden"]
     - id: needs-lb
       title: Something only a LoadBalancer can do
       requires: [loadbalancer]

@@ -9,7 +9,7 @@ import pytest
 
 from kubelab.errors import KubelabError
 from kubelab.output import reports as report
-from kubelab.run.orchestrate import Failure, RunReport, StepReport
+from kubelab.run.results import Failure, RunReport, StepReport
 from kubelab.run.shell import CommandResult
 
 

@@ -7,6 +7,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kubelab.kube.ready import condition
+
 if TYPE_CHECKING:
     from kubelab.kube.client import Kube
 
@@ -39,11 +41,6 @@ def _get(kube: Kube, api_version: str, kind: str, name: str, ns: str | None) -> 
         return None
 
 
-def _condition(obj: dict, kind: str) -> dict | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == kind), None)
-
-
 @dataclass(frozen=True)
 class DeploymentAvailable:
     namespace: str
@@ -74,7 +71,7 @@ class APIServiceAvailable:
         obj = _get(kube, "apiregistration.k8s.io/v1", "APIService", self.name, None)
         if obj is None:
             return False, f"APIService {self.name} does not exist"
-        cond = _condition(obj, "Available") or {}
+        cond = condition(obj, "Available") or {}
         ok = cond.get("status") == "True"
         detail = "" if ok else f" ({cond.get('reason') or 'no Available condition yet'})"
         return ok, f"APIService {self.name}: {'Available' if ok else 'not Available'}{detail}"
@@ -88,7 +85,7 @@ class CRDEstablished:
         obj = _get(kube, "apiextensions.k8s.io/v1", "CustomResourceDefinition", self.name, None)
         if obj is None:
             return False, f"CRD {self.name} does not exist"
-        ok = (_condition(obj, "Established") or {}).get("status") == "True"
+        ok = (condition(obj, "Established") or {}).get("status") == "True"
         return ok, f"CRD {self.name}: {'Established' if ok else 'not Established'}"
 
 

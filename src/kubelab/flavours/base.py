@@ -34,11 +34,6 @@ def provider_id(node: Node) -> str:
     return (node.get("spec") or {}).get("providerID") or ""
 
 
-def is_ready(node: Node) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 @dataclass(frozen=True)
 class Flavour:
     name: str

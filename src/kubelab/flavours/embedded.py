@@ -3,8 +3,9 @@ Linux as root, a real node (kubelet + containerd) labelled kubelab.dev/node=real
 
 from __future__ import annotations
 
-from kubelab.flavours.base import Flavour, Node, annotations, is_ready, labels
+from kubelab.flavours.base import Flavour, Node, annotations, labels
 from kubelab.flavours.network import HostNetworks, IPAddress
+from kubelab.kube.ready import node_ready
 
 FAKE_NODE = ("kwok.x-k8s.io/node", "fake")  # the annotation kwokctl puts on its simulated nodes
 REAL_NODE = ("kubelab.dev/node", "real")  # the label of the real kubelet node
@@ -22,7 +23,7 @@ class Embedded(Flavour):
 
     def for_nodes(self, nodes: list[Node]) -> Flavour:
         # containers run only where a real kubelet is Ready; simulated nodes fake every Pod
-        real = [n for n in nodes if is_ready(n) and not is_fake(n)]
+        real = [n for n in nodes if node_ready(n) and not is_fake(n)]
         if not real:
             return self
         return self.replace(

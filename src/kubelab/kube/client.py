@@ -87,14 +87,17 @@ class Kube:
             raise self._unreachable(exc) from None
         return [item.to_dict() for item in result.items]
 
-    def events_for(self, namespace: str | None, name: str, limit: int = 8) -> list[dict]:
-        """The most recent events about objects of that name."""
+    def events_for(
+        self, namespace: str | None, name: str, uid: str | None = None, limit: int = 8
+    ) -> list[dict]:
+        """The most recent events about the object of that name (and UID, when known)."""
         from kubernetes import client
 
         try:
             events = client.CoreV1Api(self.api_client).list_namespaced_event(
                 namespace or "default",
-                field_selector=f"involvedObject.name={name}",
+                field_selector=f"involvedObject.name={name}"
+                + (f",involvedObject.uid={uid}" if uid else ""),
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except Exception:

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from kubelab import paths
 from kubelab.errors import LabFileError, UnknownLabError
-from kubelab.lab.model import Lab
+from kubelab.lab.model import API_VERSION, OLD_API_VERSIONS, Lab
 
-LAB_FILE = "lab.yaml"
+LAB_FILE = paths.LAB_FILE
 
 
 @dataclass(frozen=True)
 class LoadedLab:
     lab: Lab
     folder: Path
+    # the line of every key and item of lab.yaml, by path: ("spec", "steps", 0, "run")
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
 
     @property
     def file(self) -> Path:
@@ -27,18 +29,14 @@ class LoadedLab:
 
 
 def labs_root() -> Path:
-    """$KUBELAB_LABS, else the `labs/` folder of this checkout (walking up from here or cwd)."""
-    if env := os.environ.get("KUBELAB_LABS"):
-        return Path(env).resolve()
-    for start in (Path.cwd(), Path(__file__).resolve()):
-        for folder in (start, *start.parents):
-            candidate = folder / "labs"
-            if candidate.is_dir() and any(candidate.glob(f"*/{LAB_FILE}")):
-                return candidate
-    raise UnknownLabError(
-        "cannot find the course's labs/ folder",
-        "run kubelab from the kubelab checkout, or set KUBELAB_LABS to its labs/ folder",
-    )
+    """$KUBELAB_LABS, else the `labs/` folder of this checkout."""
+    try:
+        return paths.labs_root()
+    except paths.NoCheckoutError:
+        raise UnknownLabError(
+            "cannot find the course's labs/ folder",
+            "run kubelab from the kubelab checkout, or set KUBELAB_LABS to its labs/ folder",
+        ) from None
 
 
 def lab_names(root: Path | None = None) -> list[str]:
@@ -61,6 +59,7 @@ def load_lab(name_or_folder: str | Path, root: Path | None = None) -> LoadedLab:
         folder = find_lab(str(name_or_folder), root)
     path = folder / LAB_FILE
     data, lines = _read_yaml_with_lines(path)
+    _known_api_version(data, path, lines)
     try:
         lab = Lab.model_validate(data)
     except ValidationError as exc:
@@ -71,7 +70,18 @@ def load_lab(name_or_folder: str | Path, root: Path | None = None) -> LoadedLab:
             f"{path}:{line}: metadata.name: is {lab.metadata.name!r} but the folder is "
             f"{folder.name!r}; they must be the same"
         )
-    return LoadedLab(lab=lab, folder=folder.resolve())
+    return LoadedLab(lab=lab, folder=folder.resolve(), lines=lines)
+
+
+def _known_api_version(data: Any, path: Path, lines: dict[Path_, int]) -> None:
+    version = data.get("apiVersion") if isinstance(data, dict) else None
+    if version in OLD_API_VERSIONS:
+        line = lines.get(("apiVersion",), 1)
+        raise LabFileError(
+            f"{path}:{line}: apiVersion: {version} is an older lab format; this kubelab reads "
+            f"{API_VERSION}",
+            f"set apiVersion: {API_VERSION}; what changed: {OLD_API_VERSIONS[version]}",
+        )
 
 
 def load_all(root: Path | None = None) -> list[LoadedLab]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelab.errors import KubelabError
-from kubelab.run.orchestrate import RunReport, StepReport
+from kubelab.run.results import RunReport, StepReport
 
 
 def _step_dict(step: StepReport) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def to_json(report: RunReport) -> dict[str, Any]:
         "context": report.context,
         "flavour": report.flavour,
         "passed": report.passed,
+        "interrupted": report.interrupted or None,
         "counts": report.counts,
         "steps": [_step_dict(s) for s in report.steps],
         "cleanup": _step_dict(report.cleanup) if report.cleanup else None,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from kubelab.lab import model as m
-from kubelab.run.orchestrate import RunReport, StepReport
+from kubelab.run.results import RunReport, StepReport
 
 MARK = {
     "passed": "[green]✔ passed[/]",
@@ -45,6 +45,10 @@ class ConsoleProgress:
         else:
             self.status.update(text)
 
+    def note(self, message: str) -> None:
+        self._stop()
+        self.console.print(f"[yellow]{escape(message)}[/]")
+
     def cleanup_started(self) -> None:
         self._stop()
         self.console.print("\n[bold]Clean up[/]")
@@ -67,6 +71,8 @@ def dim_printer(console: Console) -> Callable[[str], None]:
 def show_step(console: Console, report: StepReport) -> None:
     why = f" — {escape(report.reason)}" if report.reason else ""
     console.print(f"  {MARK[report.status]} [dim]{report.seconds:.1f}s[/]{why}")
+    for name, value in report.captured.items():
+        console.print(f"  [dim]captured {name}={escape(value)}[/]")
     if report.status != "failed":
         return
     for command in report.commands:
@@ -104,6 +110,8 @@ def show_summary(console: Console, report: RunReport) -> None:
     counts = report.counts
     if report.cleanup is not None:
         show_step(console, report.cleanup)
+    if report.interrupted:
+        console.print(f"[red]interrupted by {report.interrupted}[/]")
     colour = "green" if report.passed else "red"
     console.print(
         f"\n[{colour}]{report.lab}: {counts['passed']} passed, {counts['failed']} failed, "

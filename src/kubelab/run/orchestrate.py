@@ -1,59 +1,29 @@
-"""Run a lab's steps as a learner would type them, and wait for what must then be true."""
+"""Run a lab's steps as a learner would type them, wait for what must then be true, and clean up.
+
+`run` types the commands (one shell session for the whole lab), waits for the expectations and
+captures values; `check` only observes the cluster as the learner left it; `reset` runs the
+cleanup. Runs hold the cluster's run lock; a stop signal ends the step and runs the cleanup.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from kubelab.expect import CheckContext, Outcome, describe, evaluate, http_request
+from kubelab import paths
+from kubelab.expect import CheckContext, Expectation, Outcome, evaluate
 from kubelab.lab import model as m
 from kubelab.lab.loader import LoadedLab
-from kubelab.run.shell import CommandResult, run_shell
+from kubelab.run import actions
+from kubelab.run.diagnose import diagnose
+from kubelab.run.interrupt import Interrupted
+from kubelab.run.lock import RunLock
+from kubelab.run.results import RunReport, Status, StepReport
+from kubelab.run.shell import ShellSession, run_once
 from kubelab.session import Session
 
 POLL_SECONDS = 0.5
-Status = Literal["passed", "failed", "skipped"]
-
-
-@dataclass
-class Failure:
-    summary: str
-    detail: str
-    live: Any = None
-    events: list[dict] = field(default_factory=list)
-    logs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class StepReport:
-    id: str
-    title: str
-    status: Status
-    reason: str = ""
-    seconds: float = 0.0
-    commands: list[CommandResult] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    hint: str = ""
-
-
-@dataclass
-class RunReport:
-    lab: str
-    context: str
-    flavour: str
-    steps: list[StepReport] = field(default_factory=list)
-    cleanup: StepReport | None = None
-
-    @property
-    def counts(self) -> dict[Status, int]:
-        statuses: tuple[Status, ...] = ("passed", "failed", "skipped")
-        return {s: sum(1 for step in self.steps if step.status == s) for s in statuses}
-
-    @property
-    def passed(self) -> bool:
-        steps_ok = all(s.status != "failed" for s in self.steps)
-        return steps_ok and (self.cleanup is None or self.cleanup.status != "failed")
 
 
 class Progress(Protocol):
@@ -64,6 +34,7 @@ class Progress(Protocol):
     def waiting(self, what: str, elapsed: float, timeout: float) -> None: ...
     def step_finished(self, report: StepReport) -> None: ...
     def cleanup_started(self) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 class Runner:
@@ -72,18 +43,38 @@ class Runner:
         self.loaded = loaded
         self.lab = loaded.lab
         self.progress = progress
+        self.work = paths.work_dir(self.lab.name)
+        self.env = {**session.env, "KUBELAB_WORK": str(self.work), "KUBELAB_LAB": self.lab.name}
+        self.bindings: dict[str, str] = {}
+        self._shell: ShellSession | None = None
 
-    def _ctx(self, result: CommandResult | None = None) -> CheckContext:
+    def _ctx(self) -> CheckContext:
         return CheckContext(
             kube=self.session.kube,
             namespace=self.lab.spec.namespace,
-            env=self.session.env,
+            env=self.env,
             cwd=self.loaded.folder,
-            step_result=result,
+            server=self.session.context.server,
+            bindings=self.bindings,
         )
 
     def _report(self) -> RunReport:
         return RunReport(self.lab.name, self.session.context.name, self.session.flavour.name)
+
+    def _unmet(self, step: m.Step) -> list[str]:
+        return self.session.capabilities.unmet(step.effective_requires(self.lab.spec.requires))
+
+    @property
+    def shell(self) -> ShellSession:
+        if self._shell is None:
+            self.work.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._shell = ShellSession(self.loaded.folder, self.env)
+        return self._shell
+
+    def _close_shell(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+            self._shell = None
 
     # --- run --------------------------------------------------------------------------------------
 
@@ -94,74 +85,97 @@ class Runner:
         if only:
             steps = [self.lab.step(only)]
         elif start:
-            first = self.lab.step(start)
-            steps = steps[steps.index(first) :]
+            steps = steps[steps.index(self.lab.step(start)) :]
         report = self._report()
-        if not only and not start:
-            self.reset(quiet=True)  # leftovers of an earlier attempt would make steps lie
-        for index, step in enumerate(steps, 1):
-            self.progress.step_started(index, len(steps), step)
-            result = self.run_step(step)
-            report.steps.append(result)
-            self.progress.step_finished(result)
-        if not keep:
-            report.cleanup = self.reset()
+        with RunLock(self.session.kube, self.lab.name):
+            try:
+                if not only and not start:
+                    self.reset(quiet=True)  # leftovers of an earlier attempt would make steps lie
+                for index, step in enumerate(steps, 1):
+                    self.progress.step_started(index, len(steps), step)
+                    result = self.run_step(step)
+                    report.steps.append(result)
+                    self.progress.step_finished(result)
+                self._close_shell()
+                if not keep:
+                    report.cleanup = self.reset()
+            except Interrupted as first:
+                self._close_shell()  # stops the step's commands: their process group is killed
+                report.interrupted = first.name
+                self._after_interrupt(first, report, keep)
+            finally:
+                self._close_shell()
         return report
+
+    def _after_interrupt(self, signal: Interrupted, report: RunReport, keep: bool) -> None:
+        if keep or signal.again:
+            self.progress.note(f"{signal.name}: stopped; the lab's objects are left as they are")
+            return
+        self.progress.note(f"{signal.name}: stopped; cleaning up (send it again to skip)")
+        try:
+            report.cleanup = self.reset()
+        except Interrupted as again:
+            self.progress.note(f"{again.name} again: cleanup skipped (`kubelab reset` finishes it)")
+            report.cleanup = StepReport("cleanup", "Clean up", "skipped", "interrupted again")
 
     def run_step(self, step: m.Step) -> StepReport:
         start = time.monotonic()
-        unmet = self.session.capabilities.unmet(step.effective_requires(self.lab.spec.requires))
-        if unmet:
+        if unmet := self._unmet(step):
             return StepReport(step.id, step.title, "skipped", "; ".join(unmet))
         timeout = self.lab.timeout_of(step)
         report = StepReport(step.id, step.title, "passed")
-        expects_output = any(isinstance(e, m.OutputExpectation) for e in step.expect)
-        last: CommandResult | None = None
         for action in step.actions():
-            if isinstance(action, m.HttpAction):
-                error = self._http_action(action, report, timeout)
-                if error:
-                    return self._fail(report, start, error)
-                continue
-            self.progress.command_started(action)
-            last = run_shell(action, cwd=self.loaded.folder, env=self.session.env, timeout=timeout)
-            report.commands.append(last)
-            if last.timed_out:
-                return self._fail(report, start, f"`{action}` did not finish within {timeout:.0f}s")
-            if last.exit_code != 0 and not expects_output:
-                return self._fail(report, start, f"`{action}` exited {last.exit_code}")
-        if expects_output and last is not None:
-            # the output expectation is about all of the step's commands, as a learner saw them
-            last = CommandResult(
-                last.command,
-                last.exit_code,
-                "".join(c.output for c in report.commands),
-                sum(c.seconds for c in report.commands),
-            )
-        outcomes = self.wait(step.expect, timeout, last)
+            error = self._act(action, report, timeout)
+            if error:
+                return self._fail(report, start, error)
+        outcomes = self.wait(step.expect, timeout)
         failing = [o for o in outcomes if not o.ok]
         if failing:
             report.failures = [self._diagnose(o) for o in failing]
-            return self._fail(report, start, f"not true after {timeout:.0f}s: {failing[0].summary}")
+            report.hint = self._hint(step)
+            first = step.expect[outcomes.index(failing[0])]
+            waited = first.timeout or timeout
+            return self._fail(report, start, f"not true after {waited:.0f}s: {failing[0].summary}")
+        if error := self._capture_objects(step, report, timeout - (time.monotonic() - start)):
+            return self._fail(report, start, error)
         report.seconds = time.monotonic() - start
         return report
 
-    def _http_action(self, action: m.HttpAction, report: StepReport, timeout: float) -> str | None:
-        h = action.http
-        self.progress.command_started(f"(automated) {h.describe()}")
-        start = time.monotonic()
-        deadline = start + timeout
-        while True:
-            error, answer = http_request(h, self._ctx())
-            if not error and answer.status < 400:
-                report.commands.append(
-                    CommandResult(h.describe(), 0, f"HTTP {answer.status}\n{answer.body[:300]}", 0)
-                )
-                return None
-            if time.monotonic() >= deadline:
-                return error or f"{h.describe()} answered {answer.status}: {answer.body[:200]}"
-            self.progress.waiting(f"{h.describe()} to answer", time.monotonic() - start, timeout)
-            time.sleep(POLL_SECONDS)
+    def _act(self, action: m.Action, report: StepReport, timeout: float) -> str:
+        """Do one action; the reason the step stops here, or ""."""
+        if isinstance(action, m.HttpAction):
+            self.progress.command_started(f"(automated) {action.http.describe()}")
+            result, error = actions.send_http(action, self._ctx(), timeout, self.progress.waiting)
+            if result is not None:
+                report.commands.append(result)
+            return error
+        run = m.as_run(action)
+        self.progress.command_started(run.cmd)
+        result = self.shell.run(run.cmd, timeout)
+        report.commands.append(result)
+        if result.timed_out:
+            return f"`{run.cmd}` did not finish within {timeout:.0f}s"
+        if problems := run.problems(result.exit_code, result.output):
+            return f"`{run.cmd}` {'; '.join(problems)}"
+        values, error = actions.capture_output(run, result.output)
+        for name, value in values.items():
+            self._bind(name, value, report)
+        return error
+
+    def _bind(self, name: str, value: str, report: StepReport) -> None:
+        self.bindings[name] = value
+        report.captured[name] = value
+        self.shell.export(name, value)
+
+    def _capture_objects(self, step: m.Step, report: StepReport, timeout: float) -> str:
+        deadline = time.monotonic() + max(timeout, POLL_SECONDS)
+        for name, capture in step.capture.items():
+            while (value := actions.capture_object(capture, self._ctx())) is None:
+                if time.monotonic() >= deadline:
+                    return f"capture {name}: {capture.describe()} has no {capture.path}"
+                time.sleep(POLL_SECONDS)
+            self._bind(name, value, report)
+        return ""
 
     def _fail(self, report: StepReport, start: float, reason: str) -> StepReport:
         report.status = "failed"
@@ -169,92 +183,109 @@ class Runner:
         report.seconds = time.monotonic() - start
         return report
 
-    def wait(
-        self, expectations: list[Any], timeout: float, result: CommandResult | None = None
-    ) -> list[Outcome]:
-        """Observe until every expectation holds or the deadline passes; the last observation."""
-        ctx = self._ctx(result)
+    def wait(self, expectations: list[Any], timeout: float) -> list[Outcome]:
+        """Observe until every expectation holds, or one of them is past its own deadline; the
+        last outcome of each. An expectation that held is not observed again."""
+        ctx = self._ctx()
         start = time.monotonic()
-        deadline = start + timeout
+        pending: dict[int, Expectation] = dict(enumerate(expectations))
+        outcomes: dict[int, Outcome] = {}
         while True:
-            outcomes = [evaluate(e, ctx) for e in expectations]
-            pending = [o for o in outcomes if not o.ok]
-            now = time.monotonic()
-            if not pending or now >= deadline:
-                return outcomes
-            waiting = pending[0].summary + (f" — {pending[0].detail}" if pending[0].detail else "")
-            self.progress.waiting(waiting, now - start, timeout)
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
+            for i, e in list(pending.items()):
+                outcomes[i] = evaluate(e, ctx)
+                if outcomes[i].ok:
+                    del pending[i]
+            elapsed = time.monotonic() - start
+            late = [i for i, e in pending.items() if elapsed >= (e.timeout or timeout)]
+            if not pending or late:
+                return [outcomes[i] for i in range(len(expectations))]
+            first = outcomes[min(pending)]
+            own = pending[min(pending)].timeout or timeout
+            text = first.summary + (f" — {first.detail}" if first.detail else "")
+            self.progress.waiting(text, elapsed, own)
+            time.sleep(POLL_SECONDS)
 
-    def _diagnose(self, outcome: Outcome) -> Failure:
-        """What a person needs to see: the live fields, recent events, pod logs."""
-        failure = Failure(outcome.summary, outcome.detail, outcome.live)
-        kube = self.session.kube
-        for kind, name, ns in outcome.related:
-            failure.events += kube.events_for(ns, name)
-            if kind == "Pod" and self.session.flavour.containers:
-                failure.logs[name] = kube.pod_logs(name, ns, tail=20)
-        return failure
+    def _diagnose(self, outcome: Outcome) -> Any:
+        containers, _ = self.session.capabilities.check("containers")
+        return diagnose(outcome, self.session.kube, containers)
+
+    def _hint(self, step: m.Step) -> str:
+        commands = [m.as_run(c).cmd for c in step.run]
+        typed = "\n".join(f"    {c}" for c in commands)
+        lines = [step.hint] if step.hint else []
+        if commands:
+            lines.append(
+                f"step {step.id!r} ({step.title}): from labs/{self.lab.name}/ run\n{typed}"
+            )
+        return "\n".join(lines)
 
     # --- check and reset --------------------------------------------------------------------------
 
-    def check(self, only: str | None = None) -> RunReport:
-        """Observe the cluster as it is (the learner ran the commands); no waiting, no commands."""
+    def check(self, only: str | None = None, upto: str | None = None) -> RunReport:
+        """Observe the cluster as the learner left it: no commands, no waiting. With `upto`, the
+        steps in order up to that one, stopping at the first that fails."""
         report = self._report()
-        steps = [self.lab.step(only)] if only else self.lab.steps
+        if only:
+            steps = [self.lab.step(only)]
+        elif upto:
+            steps = self.lab.steps[: self.lab.steps.index(self.lab.step(upto)) + 1]
+        else:
+            steps = self.lab.steps
+        ctx = self._ctx()
         for step in steps:
-            unmet = self.session.capabilities.unmet(step.effective_requires(self.lab.spec.requires))
-            if unmet:
-                report.steps.append(StepReport(step.id, step.title, "skipped", "; ".join(unmet)))
-                continue
-            checkable = [e for e in step.expect if not isinstance(e, m.OutputExpectation)]
-            if not checkable:
-                report.steps.append(
-                    StepReport(
-                        step.id,
-                        step.title,
-                        "skipped",
-                        "nothing to observe: this step is verified by its commands' output",
-                    )
-                )
-                continue
-            ctx = self._ctx()
-            failing = [o for o in (evaluate(e, ctx) for e in checkable) if not o.ok]
-            status: Status = "failed" if failing else "passed"
-            result = StepReport(step.id, step.title, status)
-            if failing:
-                result.reason = failing[0].summary + (
-                    f" — {failing[0].detail}" if failing[0].detail else ""
-                )
-                result.failures = [self._diagnose(o) for o in failing]
-                result.hint = self._hint(step)
+            result = self._check_step(step, ctx)
             report.steps.append(result)
+            if upto and result.status == "failed":
+                break
         return report
 
-    def _hint(self, step: m.Step) -> str:
-        commands = step.run or [describe(e, self._ctx()) for e in step.expect]
-        where = f"labs/{self.lab.name}/"
-        typed = "\n".join(f"    {c}" for c in commands)
-        return f"step {step.id!r} ({step.title}): from {where} run\n{typed}"
+    def _check_step(self, step: m.Step, ctx: CheckContext) -> StepReport:
+        if unmet := self._unmet(step):
+            return StepReport(step.id, step.title, "skipped", "; ".join(unmet))
+        if not step.expect:
+            why = "nothing to observe: this step is verified by its commands when `kubelab run`"
+            return StepReport(step.id, step.title, "skipped", why)
+        outcomes = [evaluate(e, ctx) for e in step.expect]
+        failing = [o for o in outcomes if not o.ok]
+        unbound = [o for o in failing if o.detail.endswith("has no value yet")]
+        if unbound and len(unbound) == len(failing):
+            why = f"{unbound[0].detail}: it is captured from a command's output; run the step"
+            return StepReport(step.id, step.title, "skipped", why)
+        status: Status = "failed" if failing else "passed"
+        result = StepReport(step.id, step.title, status)
+        if failing:
+            result.reason = failing[0].summary + (
+                f" — {failing[0].detail}" if failing[0].detail else ""
+            )
+            result.failures = [self._diagnose(o) for o in failing]
+            result.hint = self._hint(step)
+        else:
+            for name, capture in step.capture.items():
+                if (value := actions.capture_object(capture, ctx)) is not None:
+                    self.bindings[name] = value
+        return result
 
     def reset(self, quiet: bool = False) -> StepReport:
-        """Run the cleanup commands (idempotent) and wait until the cleanup expectations hold."""
+        """Run every cleanup command (idempotent; one failing does not stop the others), wait
+        until the cleanup expectations hold, remove the lab's work folder."""
         cleanup = self.lab.spec.cleanup
         start = time.monotonic()
         report = StepReport("cleanup", "Clean up", "passed")
         if not quiet:
             self.progress.cleanup_started()
+        env = {**self.env, **self.bindings}
         for command in cleanup.run:
             if not quiet:
                 self.progress.command_started(command)
-            result = run_shell(command, self.loaded.folder, self.session.env, cleanup.timeout)
+            result = run_once(command, self.loaded.folder, env, cleanup.timeout)
             report.commands.append(result)
-            if result.exit_code != 0:
+            if result.exit_code != 0 and report.status != "failed":
                 report.status, report.reason = "failed", f"`{command}` exited {result.exit_code}"
         failing = [o for o in self.wait(cleanup.expect, cleanup.timeout) if not o.ok]
         if failing:
             report.status = "failed"
             report.reason = f"left behind: {failing[0].summary} — {failing[0].detail}"
             report.failures = [self._diagnose(o) for o in failing]
+        shutil.rmtree(self.work, ignore_errors=True)
         report.seconds = time.monotonic() - start
         return report

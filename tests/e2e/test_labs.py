@@ -1,0 +1,93 @@
+"""Every lab under labs/, end to end, on the embedded cluster, through the same runner learners
+use: each step passes, or is skipped exactly when a requirement the cluster lacks says so; the
+cleanup leaves nothing behind. A new lab folder is picked up with no change here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kubelab.lab.loader import lab_names, load_lab
+
+
+def course_labs() -> list[str]:
+    """The labs this test runs: every folder with a lab.yaml under labs/ ($KUBELAB_LABS)."""
+    return lab_names()
+
+
+def cluster_facts(cluster) -> dict[str, bool]:
+    """What the embedded cluster can do, read from the cluster itself (not from kubelab's own
+    capability code, which is what this test checks)."""
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    real = [
+        n for n in nodes
+        if (n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") != "fake"
+    ]  # fmt: skip
+    metrics = cluster.kubectl(
+        "get", "apiservice", "v1beta1.metrics.k8s.io", "-o",
+        "jsonpath={.status.conditions[?(@.type=='Available')].status}", check=False,
+    ).stdout  # fmt: skip
+    classes = cluster.kubectl("get", "storageclass", "-o", "json", check=False)
+    default_class = classes.returncode == 0 and any(
+        (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+        for c in json.loads(classes.stdout)["items"]
+    )
+    return {
+        "containers": bool(real),
+        "loadbalancer": False,
+        "csr-signing": True,
+        "helm": True,  # the cached helm is on the cluster's PATH
+        "metrics-api": metrics == "True",
+        "default-storageclass": default_class,
+        "node_count": len(nodes),
+    }
+
+
+def expected_skip(requirements: list[str], facts: dict) -> bool:
+    for req in requirements:
+        if req.startswith("nodes>="):
+            if facts["node_count"] < int(req.removeprefix("nodes>=")):
+                return True
+        elif req in facts:
+            if not facts[req]:
+                return True
+        else:
+            pytest.fail(f"teach test_labs.py how to tell whether the cluster meets {req!r}")
+    return False
+
+
+@pytest.mark.parametrize("lab", course_labs())
+def test_lab_passes_end_to_end(lab, embedded_cluster, kubelab_cli, tmp_path):
+    facts = cluster_facts(embedded_cluster)
+    report_file = tmp_path / "report.json"
+    env = {**embedded_cluster.env, "KUBELAB_STATE": str(tmp_path / "state")}
+    proc = kubelab_cli("run", lab, "--report", str(report_file), env=env)
+    report = json.loads(report_file.read_text())
+    loaded = load_lab(lab).lab
+    assert [s["id"] for s in report["steps"]] == [s.id for s in loaded.steps]
+    for step, result in zip(loaded.steps, report["steps"], strict=True):
+        needs = step.effective_requires(loaded.spec.requires)
+        want = "skipped" if expected_skip(needs, facts) else "passed"
+        assert result["status"] == want, (step.id, needs, result["reason"], proc.stdout[-4000:])
+    assert report["cleanup"]["status"] == "passed", report["cleanup"]
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert not (tmp_path / "state" / "work" / lab).exists()
+    junit = tmp_path / "report.xml"
+    again = kubelab_cli("run", lab, "--step", loaded.steps[0].id, "--report", str(junit), env=env)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "<testsuite" in junit.read_text()
+
+
+def test_a_new_lab_folder_is_picked_up_without_a_test_change(tmp_path, monkeypatch):
+    root = tmp_path / "labs"
+    for name in ("alpha", "zeta-new"):
+        (root / name).mkdir(parents=True)
+        (root / name / "lab.yaml").write_text("placeholder: the test only lists folders\n")
+    (root / "notes").mkdir()  # a folder without lab.yaml is not a lab
+    monkeypatch.setenv("KUBELAB_LABS", str(root))
+    assert course_labs() == ["alpha", "zeta-new"]
+    assert Path(os.environ["KUBELAB_LABS"]) == root
