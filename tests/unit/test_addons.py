@@ -161,6 +161,7 @@ def test_install_command_is_an_idempotent_upgrade_from_the_pinned_repo(tmp_path)
         "--namespace",
         "kube-system",
         "--create-namespace",
+        "--reset-values",
         "--values",
         str(values),
     ]

@@ -108,12 +108,15 @@ def install_command(addon: AddOn, values_file: Path, helm: str = "helm") -> list
     cmd = [helm, "upgrade", "--install", addon.release, chart.name]
     if chart.repo:
         cmd += ["--repo", chart.repo, "--version", chart.version]
-    # no --wait: kubelab waits on the add-on's own checks, with a progress line and a deadline
+    # --reset-values: exactly the pinned values, also when they are empty (helm otherwise
+    # keeps the previous release's values when given none). No --wait: kubelab waits on the
+    # add-on's own checks, with a progress line and a deadline.
     return [
         *cmd,
         "--namespace",
         addon.namespace,
         "--create-namespace",
+        "--reset-values",
         "--values",
         str(values_file),
     ]
