@@ -459,7 +459,8 @@ def addons_install(
     with _addon_session(allow_context) as session, console.status("") as line:
         results = install(names, session, lambda msg: line.update(escape(msg)), timeout)
     for st in results:
-        console.print(f"[green]✔[/] {st.addon}: {escape(st.describe())}")
+        mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
+        console.print(f"{mark} {st.addon}: {escape(st.describe())}")
 
 
 @addons_app.command("uninstall")

@@ -124,7 +124,7 @@ def test_metrics_server_pins_a_release_supporting_kubernetes_1_36():
         ("docker-desktop", True),
         ("minikube", True),
         ("orbstack", True),
-        ("embedded", True),
+        ("k3d", False),
         ("unknown", False),
     ],
 )
@@ -133,8 +133,8 @@ def test_metrics_server_values_per_flavour(flavour, insecure):
     assert ("--kubelet-insecure-tls" in args) is insecure
 
 
-def test_k3d_and_rancher_desktop_already_ship_metrics_server():
-    assert {"k3d", "rancher-desktop"} <= set(METRICS.provided_by)
+def test_k3s_based_clusters_and_the_embedded_one_run_metrics_server_themselves():
+    assert {"k3d", "rancher-desktop", "embedded"} <= set(METRICS.provided_by)
 
 
 def test_values_merge_like_helm():
@@ -282,10 +282,12 @@ class FakeSession:
     flavour_name: str
     env: dict[str, str] = field(default_factory=lambda: {"PATH": ""})
     kubeconfig: Path = Path("/nonexistent")
+    containers: bool | None = None  # as a live node would change it
 
     @property
     def flavour(self):
-        return FLAVOURS[self.flavour_name]
+        flavour = FLAVOURS[self.flavour_name]
+        return flavour if self.containers is None else flavour.replace(containers=self.containers)
 
     @property
     def capabilities(self):
@@ -310,13 +312,22 @@ def test_install_refuses_a_cluster_that_runs_no_containers_before_running_helm(m
     assert "runs no containers" in info.value.message
 
 
+def test_install_leaves_metrics_server_to_an_embedded_cluster_with_a_real_node(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    said: list[str] = []
+    session = FakeSession(FakeKube(MS_READY), "embedded", containers=True)
+    [st] = manage.install(["metrics-server"], session, said.append)  # type: ignore[arg-type]
+    assert (st.source, st.ready) == ("cluster", True)
+    assert "provides it itself" in said[-1]
+
+
 @pytest.mark.parametrize("flavour", ["k3d", "kind"])
 def test_install_leaves_an_addon_the_cluster_already_serves(monkeypatch, flavour):
     monkeypatch.setattr(manage.subprocess, "run", _no_helm)
     said: list[str] = []
     [st] = manage.install(["metrics-server"], FakeSession(FakeKube(MS_READY), flavour), said.append)  # type: ignore[arg-type]
     assert st.ready and st.source in ("cluster", "other")
-    assert "nothing to install" in said[-1]
+    assert "provides it itself" in said[-1] or "nothing to install" in said[-1]
 
 
 def test_install_without_helm_is_a_clear_error(monkeypatch):

@@ -184,10 +184,10 @@ def install(
     add-on's own).
     """
     chosen = [addons.get(n) for n in dict.fromkeys(names)]
-    results = []
-    for addon in chosen:
-        results.append(_install_one(addon, session, progress, timeout, wait))
-    return results
+    try:
+        return [_install_one(addon, session, progress, timeout, wait) for addon in chosen]
+    finally:
+        session.capabilities.forget()  # requirements are asked again, of the changed cluster
 
 
 def _install_one(
@@ -195,7 +195,7 @@ def _install_one(
 ) -> Status:
     flavour = session.flavour
     before = status(addon, session.kube, flavour)
-    if before.source in ("cluster", "other"):
+    if before.source == "other":  # someone else's copy serves it: a second one would collide
         progress(f"{addon.name}: {before.describe()} — nothing to install")
         return before
     unmet = session.capabilities.unmet(list(addon.needs))
@@ -204,6 +204,9 @@ def _install_one(
             f"cannot install {addon.name} on {flavour.title}: {'; '.join(unmet)}",
             "use a cluster that runs containers (Docker Desktop, kind, k3d, minikube…)",
         )
+    if before.source == "cluster":
+        progress(f"{addon.name}: {flavour.title} provides it itself ({before.detail})")
+        return before
     helm = _helm(session)
     fd, name = tempfile.mkstemp(prefix=f"kubelab-{addon.name}-", suffix=".values.json")
     values_file = Path(name)
@@ -243,4 +246,5 @@ def uninstall(names: list[str], session: Session, progress: Progress) -> list[St
         else:
             progress(f"{addon.name}: not installed")
         results.append(status(addon, session.kube, session.flavour))
+    session.capabilities.forget()
     return results

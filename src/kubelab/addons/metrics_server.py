@@ -33,9 +33,9 @@ ADDON = AddOn(
         "docker-desktop": _INSECURE_KUBELET_TLS,
         "minikube": _INSECURE_KUBELET_TLS,
         "orbstack": _INSECURE_KUBELET_TLS,
-        "embedded": _INSECURE_KUBELET_TLS,  # its real node's kubelet certificate is self-signed
     },
-    provided_by=("k3d", "rancher-desktop"),  # k3s ships metrics-server in kube-system
+    # k3s ships metrics-server in kube-system; the embedded cluster runs it beside its real node
+    provided_by=("k3d", "rancher-desktop", "embedded"),
     needs=("containers",),  # it scrapes kubelets: simulated nodes have none
     timeout=300.0,
 )
