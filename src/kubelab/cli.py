@@ -14,14 +14,21 @@ from rich.markup import escape
 
 from kubelab.errors import KubelabError
 
+# Plain (click) help and usage messages: typer's rich help pulls in a markdown parser and
+# doubles the start-up time of every command (benchmarks/cli_startup.py).
+PLAIN = {"rich_markup_mode": None, "add_completion": False}
 app = typer.Typer(
     help="A hands-on Kubernetes course that checks itself: run, check and reset its labs.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    **PLAIN,
 )
-cluster_app = typer.Typer(help="The embedded training cluster (real control plane, kwok nodes).")
-images_app = typer.Typer(help="Build the course's images and make them available to the cluster.")
+cluster_app = typer.Typer(
+    help="The embedded training cluster (real control plane, kwok nodes).", **PLAIN
+)
+images_app = typer.Typer(
+    help="Build the course's images and make them available to the cluster.", **PLAIN
+)
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(images_app, name="images")
 

@@ -88,7 +88,8 @@ def test_run_reports_each_kind_of_outcome(embedded_cluster, kubelab_cli, synthet
     }
     assert "LoadBalancer" in steps["needs-lb"]["reason"]
     assert steps["deployment"]["reason"].startswith("not true after 4s: Deployment web")
-    assert steps["broken"]["reason"] == "`kubectl apply -f does-not-exist.yaml` exited 1"
+    broken = "`kubectl apply -f does-not-exist.yaml` exited 1, expected 0"
+    assert steps["broken"]["reason"] == broken
     # diagnostics a person can act on: the mismatch, the live fields, events, command output
     assert "but: status.readyReplicas: expected 5, found 1" in out
     assert "live:" in out and "readyReplicas: 1" in out

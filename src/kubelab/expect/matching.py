@@ -57,10 +57,10 @@ def operator_errors(expected: Any, path: str = "") -> list[str]:
         return []
     errors: list[str] = []
     for key, value in expected.items():
-        sub = f"{path}.{key}" if path else str(key)
         if not isinstance(key, str) or not key.startswith("$"):
-            errors += operator_errors(value, sub)
+            errors += operator_errors(value, f"{path}.{key}" if path else str(key))
             continue
+        sub = path or "(top)"  # an operator's problem is named by the place it tests
         if key not in OPERATORS:
             known = ", ".join(sorted(OPERATORS))
             errors.append(f"{sub}: unknown operator {key!r}; the operators are: {known}")
@@ -196,7 +196,7 @@ def _operator(op: str, arg: Any, actual: Any, here: str) -> list[str]:
     if _assign(fits, 0, set()):
         return []
     unmatched = [_short(e) for e, f in zip(arg, fits, strict=True) if not f] or [
-        "(each one alone matches)"
+        "(each alone matches, but not each a different element)"
     ]
     return [f"{here}: no distinct elements match {', '.join(unmatched)}"]
 

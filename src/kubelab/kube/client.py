@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubelab import paths
 from kubelab.errors import ClusterUnreachableError
 
 REQUEST_TIMEOUT = 10
@@ -41,7 +42,10 @@ class Kube:
             from kubernetes.dynamic import DynamicClient
 
             try:
-                self._dynamic = DynamicClient(self.api_client)
+                # its discovery cache goes to kubelab's cache, not a file left in the temp folder
+                cache = paths.cache_root() / "discovery" / f"{self.context}.json"
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                self._dynamic = DynamicClient(self.api_client, cache_file=str(cache))
             except Exception as exc:
                 raise self._unreachable(exc) from None
         return self._dynamic

@@ -171,9 +171,13 @@ class ShellSession:
             if not ready:
                 continue
             chunk = os.read(self._status_r, 4096)
-            if not chunk:  # the shell exited (`exit N` in a command): that is its status
+            if not chunk:  # the shell exited (`exit N`) or was replaced (`exec`): its status
                 assert self._proc is not None
-                code = self._proc.wait()
+                try:
+                    code = self._proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                    return 124, True
                 self.kill()
                 return code, False
             self._buffer += chunk
