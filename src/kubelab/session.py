@@ -11,7 +11,7 @@ from kubelab.errors import MissingToolError
 from kubelab.flavours import Flavour, detect
 from kubelab.kube.client import Kube
 from kubelab.kube.context import Context, current_context, pinned_kubeconfig
-from kubelab.kube.guard import choose, flavour_of_context
+from kubelab.kube.guard import choose, flavour_of_context, guard_proxy
 from kubelab.requirements import Capabilities
 
 
@@ -34,6 +34,12 @@ def tool_path(context: str | None = None) -> str:
 
 def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
     """Every context of the kubeconfig kubectl would use, with its cluster's server."""
+    return read_kubeconfig(kubeconfig)[0]
+
+
+def read_kubeconfig(kubeconfig: str | None = None) -> tuple[list[Context], dict[str, str]]:
+    """Every context of the kubeconfig kubectl would use, with its cluster's server, and the
+    clusters' proxy-url by cluster name (those that have one)."""
     from kubernetes.config.config_exception import ConfigException
     from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION, KubeConfigMerger
 
@@ -41,18 +47,17 @@ def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
     try:
         merged = KubeConfigMerger(location).config
     except ConfigException:
-        return []  # current_context() has already said what is wrong with it
+        return [], {}  # current_context() has already said what is wrong with it
     if not merged:
-        return []
+        return [], {}
 
     def plain(items: object) -> list[dict]:  # the merger wraps list entries in ConfigNodes
         entries = [getattr(i, "value", i) for i in items] if isinstance(items, list) else []
         return [e for e in entries if isinstance(e, dict)]
 
-    servers = {
-        c.get("name"): (c.get("cluster") or {}).get("server") or ""
-        for c in plain(merged.value.get("clusters"))
-    }
+    clusters = {c.get("name"): c.get("cluster") or {} for c in plain(merged.value.get("clusters"))}
+    servers = {name: body.get("server") or "" for name, body in clusters.items()}
+    proxies = {name: body["proxy-url"] for name, body in clusters.items() if body.get("proxy-url")}
     found = []
     for entry in plain(merged.value.get("contexts")):
         if not entry.get("name"):
@@ -68,7 +73,7 @@ def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
                 namespace=body.get("namespace"),
             )
         )
-    return found
+    return found, proxies
 
 
 @dataclass
@@ -90,8 +95,10 @@ class Session:
         lab's `jane@kind-x`), the session observes as that training context and `note` says so.
         """
         current = current_context()
-        choice = choose(current, kubeconfig_contexts(), allow)
+        contexts, proxies = read_kubeconfig()
+        choice = choose(current, contexts, allow)
         context = choice.context
+        guard_proxy(context, proxies.get(context.cluster), allow)
         path = tool_path(context.name)
         kubectl = shutil.which("kubectl", path=path)
         if kubectl is None:

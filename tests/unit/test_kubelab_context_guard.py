@@ -344,3 +344,27 @@ def test_the_audit_hook_does_see_the_connection_an_accepted_context_makes(tmp_pa
     assert proc.returncode == 2, out + err
     assert "socket.connect" in _events(log)
     assert "Traceback" not in out + err
+
+
+def test_a_remote_proxy_url_is_refused_like_a_remote_server(monkeypatch):
+    from kubelab.kube.guard import guard_proxy
+
+    monkeypatch.delenv("KUBELAB_ALLOW_CONTEXTS", raising=False)
+    kind = ctx("kind-x", "https://127.0.0.1:41000")
+    guard_proxy(kind, None, networks=NO_NETWORKS)
+    guard_proxy(kind, "http://127.0.0.1:3128", networks=NO_NETWORKS)
+    with pytest.raises(ContextRefusedError, match=r"proxy socks5://bastion\.example\.com:1080"):
+        guard_proxy(kind, "socks5://bastion.example.com:1080", networks=NO_NETWORKS)
+    guard_proxy(kind, "socks5://bastion.example.com:1080", ["kind-x"], networks=NO_NETWORKS)
+
+
+def test_cli_refuses_a_training_context_behind_a_remote_proxy(tmp_path, kubelab_cli):
+    path = Path(kubeconfig(tmp_path, "kind-x", "https://127.0.0.1:41000"))
+    config = yaml.safe_load(path.read_text())
+    config["clusters"][0]["cluster"]["proxy-url"] = "http://203.0.113.7:3128"
+    path.write_text(yaml.safe_dump(config))
+    env = {"KUBECONFIG": str(path), "KUBELAB_ALLOW_CONTEXTS": ""}
+    proc = kubelab_cli("check", "probe-test-app", env=env)
+    assert proc.returncode == 2
+    assert "go through the proxy http://203.0.113.7:3128" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stdout + proc.stderr

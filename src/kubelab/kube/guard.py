@@ -92,6 +92,32 @@ def guard(
     return name_flavour.name
 
 
+def guard_proxy(
+    context: Context,
+    proxy_url: str | None,
+    allow: list[str] | None = None,
+    networks: HostNetworks | None = None,
+) -> None:
+    """A cluster's proxy-url carries every request: a loopback server behind a remote proxy is
+    the proxy's own loopback, i.e. someone else's machine. So the proxy must be local too."""
+    if not proxy_url or context.name in allowed_contexts(allow):
+        return
+    flavour = by_context(context.name)
+    host = server_host(proxy_url)
+    nets = networks if networks is not None else host_networks()
+    if (
+        flavour is not None
+        and host is not None
+        and flavour.server_is_local(host, context.name, nets)
+    ):
+        return
+    raise ContextRefusedError(
+        f"refusing to act on context {context.name!r}: its requests go through the proxy "
+        f"{proxy_url}, which is not on this machine",
+        _allow_hint(context.name),
+    )
+
+
 def same_server(a: str, b: str) -> bool:
     """Whether two server URLs name the same endpoint (case, default port and a trailing slash
     aside)."""
