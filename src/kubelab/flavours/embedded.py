@@ -22,8 +22,10 @@ class Embedded(Flavour):
         return is_fake(node) or labels(node).get(key) == value
 
     def for_nodes(self, nodes: list[Node]) -> Flavour:
-        # containers run only where a real kubelet is Ready; simulated nodes fake every Pod
-        real = [n for n in nodes if node_ready(n) and not is_fake(n)]
+        # containers run only where a real kubelet is Ready: a node without kwok's annotation
+        # (kwok simulates exactly the annotated ones and fakes every Pod on them)
+        key, value = FAKE_NODE
+        real = [n for n in nodes if node_ready(n) and annotations(n).get(key) != value]
         if not real:
             return self
         return self.replace(
