@@ -116,6 +116,8 @@ def test_metrics_server_on_the_embedded_cluster(embedded_cluster, session, kubel
     assert "Traceback" not in proc.stdout + proc.stderr
     status_proc = kubelab_cli("addons", "status", "metrics-server", env=embedded_cluster.env)
     assert "provided by the cluster" in status_proc.stdout
+    doctor = kubelab_cli("doctor", env=embedded_cluster.env)
+    assert "add-on metrics-server: provided by the cluster" in " ".join(doctor.stdout.split())
     if session.flavour.containers:
         assert proc.returncode == 0, proc.stderr
         assert "metrics-server: provided by the cluster" in " ".join(proc.stdout.split())
