@@ -413,6 +413,23 @@ def _addon_session(allow: list[str] | None):
     return session
 
 
+def _addon_progress(update):
+    """One live line on a terminal; elsewhere (CI logs) a printed line per change of state."""
+    if console.is_terminal:
+        return lambda msg: update(escape(msg))
+    import re
+
+    last = [""]
+
+    def say(msg: str) -> None:
+        state = re.sub(r"\(\d+s\)", "", msg)  # the elapsed time alone is no news
+        if state != last[0]:
+            last[0] = state
+            console.print(f"[dim]{escape(msg)}[/]")
+
+    return say
+
+
 @addons_app.command("list")
 def addons_list() -> None:
     """The add-ons kubelab can install: pinned chart, app version, where they go, what they need."""
@@ -464,7 +481,7 @@ def addons_install(
     for name in names:
         addons.get(name)  # an unknown name fails before any cluster work
     with _addon_session(allow_context) as session, console.status("") as line:
-        results = install(names, session, lambda msg: line.update(escape(msg)), timeout)
+        results = install(names, session, _addon_progress(line.update), timeout)
     for st in results:
         mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
         console.print(f"{mark} {st.addon}: {escape(st.describe())}")

@@ -385,3 +385,27 @@ def test_cli_unknown_addon_is_a_clear_error(kubelab_cli):
     assert proc.returncode == 2
     assert "there is no add-on 'metric-server'" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_progress_in_a_log_prints_a_line_per_change_of_state_not_per_second(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from kubelab import cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, force_terminal=False, width=200))
+    say = cli._addon_progress(None)
+    for msg in (
+        "m: installing x",
+        "m: waiting (1s) — 0/1 available",
+        "m: waiting (2s) — 0/1 available",
+        "m: waiting (3s) — 1/1 available",
+    ):
+        say(msg)
+    assert out.getvalue().splitlines() == [
+        "m: installing x",
+        "m: waiting (1s) — 0/1 available",
+        "m: waiting (3s) — 1/1 available",
+    ]
