@@ -362,9 +362,33 @@ def images_load(
     execute(console, commands, dry_run)
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's exception base as the installed typer raises it: typer >= 0.2x vendors click as
+    typer._click, older ones use click itself."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def main() -> None:
+    import os
+
+    command = typer.main.get_command(app)
+    invoke = command.invoke
+
+    def invoke_marking_interrupts(ctx):  # typer turns Ctrl-C into a silent Exit(130)
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    command.invoke = invoke_marking_interrupts  # type: ignore[method-assign]
     try:
-        code = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
+        code = command.main(prog_name="kubelab", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except KubelabError as exc:
         err.print(f"[red]error:[/] {escape(exc.message)}")
@@ -373,26 +397,35 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt, _Interrupted):
         err.print("interrupted")
         sys.exit(130)
-    except BaseException as exc:  # a stop signal before the runner took over (run/interrupt.py)
+    except BaseException as exc:
         from kubelab.run.interrupt import Interrupted
 
-        if isinstance(exc, Interrupted):
+        if isinstance(exc, Interrupted):  # a stop signal before the runner took over
             err.print(f"interrupted by {exc.name}")
             sys.exit(exc.exit_code)
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):  # SystemExit and the like
             raise
-        import click
+        if isinstance(exc, _usage_error_types()):
+            exc.show()  # type: ignore[attr-defined]  # click's usage line, "Try … --help"
+            sys.exit(getattr(exc, "exit_code", 2))
+        if os.environ.get("KUBELAB_DEBUG") == "1":
+            import traceback
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+            traceback.print_exc()
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[red]error:[/] {type(exc).__name__}: {escape(reason)}")
+        err.print(
+            "  → this is a bug: please report it with the command you ran"
+            + ("" if os.environ.get("KUBELAB_DEBUG") == "1" else " (KUBELAB_DEBUG=1 shows details)")
+        )
+        sys.exit(70)  # EX_SOFTWARE
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command (kept apart from typer's Exit(130) so it can be named)."""
 
 
 # --- add-ons ------------------------------------------------------------------------------------

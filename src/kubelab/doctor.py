@@ -114,14 +114,7 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
         for st in statuses(session):
             mark = OK if st.ready else "[dim]-[/]"
             console.print(f"  {mark} add-on {st.addon}: {escape(st.describe())}")
-        not_ready = [
-            n["metadata"]["name"]
-            for n in session.kube.nodes()
-            if not any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (n.get("status") or {}).get("conditions") or []
-            )
-        ]
+        not_ready = session.kube.nodes_not_ready()
         if not_ready:
             console.print(f"{FAIL} nodes not Ready: {', '.join(not_ready)}")
             ok = False

@@ -40,40 +40,29 @@ def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
 def read_kubeconfig(kubeconfig: str | None = None) -> tuple[list[Context], dict[str, str]]:
     """Every context of the kubeconfig kubectl would use, with its cluster's server, and the
     clusters' proxy-url by cluster name (those that have one)."""
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION, KubeConfigMerger
+    from kubelab.kube import kubeconfig as kc
 
-    location = kubeconfig or os.environ.get("KUBECONFIG") or KUBE_CONFIG_DEFAULT_LOCATION
-    try:
-        merged = KubeConfigMerger(location).config
-    except ConfigException:
-        return [], {}  # current_context() has already said what is wrong with it
-    if not merged:
-        return [], {}
-
-    def plain(items: object) -> list[dict]:  # the merger wraps list entries in ConfigNodes
-        entries = [getattr(i, "value", i) for i in items] if isinstance(items, list) else []
-        return [e for e in entries if isinstance(e, dict)]
-
-    clusters = {c.get("name"): c.get("cluster") or {} for c in plain(merged.value.get("clusters"))}
-    servers = {name: body.get("server") or "" for name, body in clusters.items()}
-    proxies = {name: body["proxy-url"] for name, body in clusters.items() if body.get("proxy-url")}
-    found = []
-    for entry in plain(merged.value.get("contexts")):
-        if not entry.get("name"):
-            continue
-        body = entry.get("context") or {}
-        cluster = body.get("cluster") or ""
-        found.append(
-            Context(
-                name=str(entry["name"]),
-                cluster=cluster,
-                server=servers.get(cluster, ""),
-                user=body.get("user") or "",
-                namespace=body.get("namespace"),
+    paths = [Path(p) for p in kubeconfig.split(os.pathsep) if p] if kubeconfig else None
+    config = kc.load_merged(paths).config
+    contexts = []
+    for item in config["contexts"]:
+        entry = kc.context_entry(config, item["name"])
+        if entry is not None:
+            contexts.append(
+                Context(
+                    name=entry["name"],
+                    cluster=entry["cluster"] or "",
+                    server=entry["server"] or "",
+                    user=entry["user"] or "",
+                    namespace=entry["namespace"],
+                )
             )
-        )
-    return found, proxies
+    proxies = {
+        c["name"]: c["cluster"]["proxy-url"]
+        for c in config["clusters"]
+        if isinstance(c.get("cluster"), dict) and c["cluster"].get("proxy-url")
+    }
+    return contexts, proxies
 
 
 @dataclass

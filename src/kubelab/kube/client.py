@@ -9,8 +9,13 @@ from typing import Any
 
 from kubelab import paths
 from kubelab.errors import ClusterUnreachableError
+from kubelab.kube import ready
 
-REQUEST_TIMEOUT = 10
+# Every request, discovery included, gives up after these: a wedged API server is reported in
+# seconds, not minutes. A TLS handshake counts as connecting.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+REQUEST_TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
 
 
 class UnknownKind(Exception):
@@ -29,9 +34,29 @@ class Kube:
 
         self.context = context
         self.kubeconfig = kubeconfig
-        self.api_client = config.new_client_from_config(
-            config_file=str(kubeconfig), context=context
-        )
+        try:
+            self.api_client = config.new_client_from_config(
+                config_file=str(kubeconfig), context=context
+            )
+        except Exception as exc:  # the client's loader: bad server URL, exec plugin failing...
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ClusterUnreachableError(
+                f"cannot use context {context!r}: {reason}",
+                "check its cluster and user entries: `kubectl config view --minify`",
+            ) from None
+        self.server = self.api_client.configuration.host
+        # The dynamic client's discovery passes no _request_timeout, and the REST client then
+        # hands urllib3 an explicit timeout=None (which beats any pool default): give every
+        # request ours unless it brings its own (a long watch must). urllib3's default 3
+        # retries would triple each wait; kubelab polls anyway.
+        rest = self.api_client.rest_client
+        send = rest.request
+
+        def request_with_timeout(*args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+            return send(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kw)
+
+        rest.request = request_with_timeout
+        rest.pool_manager.connection_pool_kw["retries"] = False
         self._dynamic: Any = None
 
     # --- generic objects ----------------------------------------------------------------------
@@ -94,14 +119,17 @@ class Kube:
     def events_for(
         self, namespace: str | None, name: str, uid: str | None = None, limit: int = 8
     ) -> list[dict]:
-        """The most recent events about the object of that name (and UID, when known)."""
+        """The most recent events about objects of that name (only that very object when its
+        uid is given: not an earlier one of the same name)."""
         from kubernetes import client
 
+        selector = f"involvedObject.name={name}"
+        if uid:
+            selector += f",involvedObject.uid={uid}"
         try:
             events = client.CoreV1Api(self.api_client).list_namespaced_event(
                 namespace or "default",
-                field_selector=f"involvedObject.name={name}"
-                + (f",involvedObject.uid={uid}" if uid else ""),
+                field_selector=selector,
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except Exception:
@@ -195,18 +223,100 @@ class Kube:
     def nodes(self) -> list[dict]:
         return self.list("v1", "Node", None)
 
-    def _unreachable(self, exc: Exception) -> ClusterUnreachableError:
-        from kubernetes.client.exceptions import ApiException
+    def nodes_not_ready(self) -> list[str]:
+        return sorted(n["metadata"]["name"] for n in self.nodes() if not ready.node_ready(n))
 
-        if isinstance(exc, ApiException) and exc.status in (401, 403):
-            return ClusterUnreachableError(
-                f"the API server of context {self.context!r} refused the request "
-                f"({exc.status} {exc.reason})",
-                "check the credentials of this context: `kubectl auth whoami`",
-            )
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    def _unreachable(self, exc: BaseException) -> ClusterUnreachableError:
+        return unreachable(exc, self.context, self.server)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and urllib3's wrapped reason, outermost first."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        reason = getattr(item, "reason", None)  # urllib3's wrapped error; ApiException's is text
+        todo += [reason if isinstance(reason, BaseException) else None]
+        todo += [item.__cause__, item.__context__]
+        todo += [a for a in getattr(item, "args", ()) if isinstance(a, BaseException)]
+    return seen
+
+
+def unreachable(exc: BaseException, context: str, server: str) -> ClusterUnreachableError:
+    """Name what went wrong talking to the API server, and what to do about it."""
+    import ssl
+
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    chain = _chain(exc)
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    if isinstance(exc, ApiException) and exc.status in (401, 403):
         return ClusterUnreachableError(
-            f"the cluster of context {self.context!r} does not answer: {reason}",
-            "is it running? (`kubectl cluster-info`, `kubelab doctor`; "
-            "for the embedded cluster: `kubelab cluster up`)",
+            f"the API server of context {context!r} refused the request "
+            f"({exc.status} {exc.reason})",
+            "check the credentials of this context: `kubectl auth whoami`",
         )
+    where = f"the cluster of context {context!r} ({server})"
+    hint = (
+        "is it running? (`kubectl cluster-info`, `kubelab doctor`; for the embedded cluster: "
+        "`kubelab cluster up`)"
+    )
+    verify = [e for e in chain if isinstance(e, ssl.SSLCertVerificationError)]
+    if verify or "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = (verify[0].verify_message if verify else None) or _tls_reason(text)
+        return ClusterUnreachableError(
+            f"TLS error talking to {where}: the server's certificate is not trusted: {detail}",
+            "is this the right cluster (was it recreated)? The context's "
+            "certificate-authority(-data) must be the CA of this server: get a fresh kubeconfig "
+            "from the cluster's tool (kind/k3d/minikube/`kubelab cluster up`)",
+        )
+    closed = ("EOF", "Connection reset", "RemoteDisconnected", "Connection aborted")
+    if any(word in text for word in closed):
+        return ClusterUnreachableError(
+            f"{where} does not answer: it closed the connection (crashed or restarting?)", hint
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in text:
+        return ClusterUnreachableError(
+            f"TLS error talking to {where}: the handshake failed: {_tls_reason(text)}",
+            "check the context's server URL (https://, host and port): is it this cluster's "
+            "API server?",
+        )
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return ClusterUnreachableError(
+            f"{where} does not answer: connection refused (nothing listens there)", hint
+        )
+    # NewConnectionError is a ConnectTimeoutError subclass: a failed connect, not a timeout
+    timeouts = ConnectTimeoutError | ReadTimeoutError | TimeoutError
+    if any(isinstance(e, timeouts) and not isinstance(e, NewConnectionError) for e in chain):
+        return ClusterUnreachableError(
+            f"{where} does not answer: no reply in time ({CONNECT_TIMEOUT:.0f} s to connect, "
+            f"{READ_TIMEOUT:.0f} s to answer); it accepts connections but says nothing",
+            "it may be starting, overloaded or stuck: restart it (Docker Desktop, "
+            "`minikube start`, `kubelab cluster down` then `up`…) and try again",
+        )
+    if isinstance(exc, ApiException) and exc.status:
+        return ClusterUnreachableError(
+            f"{where} answered {exc.status} {exc.reason}: is this a Kubernetes API server?",
+            "check the context's server URL: `kubectl config view --minify`",
+        )
+    if isinstance(exc, KeyError | TypeError | ValueError | AttributeError):
+        return ClusterUnreachableError(
+            f"{where} does not answer as a Kubernetes API server ({type(exc).__name__}: {exc})",
+            "check the context's server URL: `kubectl config view --minify`",
+        )
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ClusterUnreachableError(f"{where} does not answer: {reason}", hint)
+
+
+def _tls_reason(text: str) -> str:
+    import re
+
+    m = re.search(r"certificate verify failed: ([^(']+)", text) or re.search(
+        r"\[SSL: ([A-Z_]+)\]", text
+    )
+    return m.group(1).strip() if m else "the TLS handshake failed"

@@ -7,14 +7,19 @@ use-context` elsewhere during a run cannot redirect a lab's `kubectl apply`.
 
 from __future__ import annotations
 
-import json
+import base64
+import contextlib
 import os
-import subprocess
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kubelab.errors import KubelabError, MissingToolError
+import yaml
+
+from kubelab.errors import KubelabError
+from kubelab.kube import kubeconfig as kc
 
 
 @dataclass(frozen=True)
@@ -28,40 +33,34 @@ class Context:
 
 def current_context(kubeconfig: str | None = None) -> Context:
     """The current context of the kubeconfig kubectl would use ($KUBECONFIG or ~/.kube/config)."""
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION, KubeConfigMerger
-
-    location = kubeconfig or os.environ.get("KUBECONFIG") or KUBE_CONFIG_DEFAULT_LOCATION
-    try:
-        merged = KubeConfigMerger(location).config
-    except ConfigException as exc:
-        raise KubelabError(f"cannot read the kubeconfig {location}: {exc}") from None
-    if not merged:
+    paths = [Path(p) for p in kubeconfig.split(os.pathsep) if p] if kubeconfig else None
+    merged = kc.load_merged(paths)
+    location = os.pathsep.join(str(p) for p in paths or kc.kubeconfig_paths())
+    if not merged.files:
         raise KubelabError(
             f"no kubeconfig found at {location}",
             "start a local cluster (Docker Desktop, kind, k3d, minikube...) or run "
             "`kubelab cluster up` for the embedded one",
         )
-    name = merged.safe_get("current-context")
+    name = kc.current_context(merged.config)
     if not name:
         raise KubelabError(
-            "the kubeconfig has no current context",
+            f"the kubeconfig ({location}) has no current context",
             "pick one with `kubectl config use-context NAME`",
         )
-    ctx = next((c for c in merged.safe_get("contexts") or [] if c["name"] == name), None)
-    if ctx is None:
-        raise KubelabError(f"the current context {name!r} is not defined in {location}")
-    cluster_name = ctx["context"].safe_get("cluster") or ""
-    cluster = next(
-        (c for c in merged.safe_get("clusters") or [] if c["name"] == cluster_name), None
-    )
-    server = cluster["cluster"].safe_get("server") if cluster else ""
+    entry = kc.context_entry(merged.config, name)
+    if entry is None:
+        raise KubelabError(
+            f"the current context {name!r} is not defined in {location}",
+            "pick an existing one: `kubectl config get-contexts`, then "
+            "`kubectl config use-context NAME`",
+        )
     return Context(
         name=name,
-        cluster=cluster_name,
-        server=server or "",
-        user=ctx["context"].safe_get("user") or "",
-        namespace=ctx["context"].safe_get("namespace"),
+        cluster=entry["cluster"] or "",
+        server=entry["server"] or "",
+        user=entry["user"] or "",
+        namespace=entry["namespace"],
     )
 
 
@@ -74,36 +73,68 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-def pinned_kubeconfig(context: str, kubectl: str = "kubectl") -> Path:
-    """A private kubeconfig holding only `context`, flattened, with it as the current context."""
-    try:
-        proc = subprocess.run(
-            [
-                kubectl,
-                "config",
-                "view",
-                "--minify",
-                "--flatten",
-                "--context",
-                context,
-                "-o",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise MissingToolError(
-            "kubectl is not on PATH", "install kubectl (see the README's prerequisites)"
-        ) from None
-    if proc.returncode != 0:
-        raise KubelabError(f"kubectl config view failed: {proc.stderr.strip()}")
-    config = json.loads(proc.stdout)
-    config["current-context"] = context
-    fd, name = tempfile.mkstemp(prefix="kubelab-", suffix=".kubeconfig")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config, fh)
-    os.chmod(name, 0o600)
+def _inline(body: dict[str, Any], kind: str, what: str, origin: Path) -> dict[str, Any]:
+    """Replace file references by their content (*-data), as `kubectl config view --flatten`."""
+    body = dict(body)
+    for key in ("certificate-authority", "client-certificate", "client-key"):
+        path = body.pop(key, None)
+        if not path or body.get(f"{key}-data"):
+            continue
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise kc.KubeconfigError(
+                f"kubeconfig {origin}: {what}: {kind}.{key} {path}: cannot read it: {exc.strerror}",
+                "fix the path (relative paths are relative to the kubeconfig file) or "
+                "recreate the cluster's kubeconfig entry",
+            ) from None
+        body[f"{key}-data"] = base64.b64encode(data).decode()
+    return body
+
+
+def private_dir() -> Path:
+    """A folder only this user can enter, for files holding credentials (reused, like tmux's)."""
+    folder = Path(tempfile.gettempdir()) / f"kubelab-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        # someone else's, a symlink, or too open: use a fresh one of our own instead
+        return Path(tempfile.mkdtemp(prefix="kubelab-"))
+    return folder
+
+
+def pinned_kubeconfig(context: str, kubectl: str | None = None) -> Path:
+    """A private kubeconfig holding only `context`, its cluster and user, flattened (file
+    references inlined), with it as the current context; mode 0600 in a private folder.
+
+    Built here rather than by `kubectl config view --minify --flatten` so that every odd
+    kubeconfig gives the same clear errors (`kubectl` is accepted for older callers, unused).
+    """
+    del kubectl
+    merged = kc.load_merged()
+    ctx = merged.entry("contexts", context)
+    if ctx is None:
+        raise KubelabError(f"there is no context {context!r} in the kubeconfig")
+    body = ctx.get("context") or {}
+    out: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [],
+        "users": [],
+        "contexts": [{"name": context, "context": body}],
+        "current-context": context,
+    }
+    for section, kind in (("clusters", "cluster"), ("users", "user")):
+        name = body.get(kind)
+        entry = merged.entry(section, name) if name else None
+        if entry is None:
+            continue  # kubectl allows a context without a user; the client says what is missing
+        origin = merged.origin[(section, name)]
+        inlined = _inline(entry.get(kind) or {}, kind, f"{section} {name!r}", origin)
+        out[section].append({"name": name, kind: inlined})
+    fd, name = tempfile.mkstemp(prefix="kubelab-", suffix=".kubeconfig", dir=private_dir())
+    with os.fdopen(fd, "w") as fh:  # mkstemp made it 0600
+        yaml.safe_dump(out, fh, default_flow_style=False, sort_keys=False)
     return Path(name)

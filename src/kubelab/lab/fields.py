@@ -19,18 +19,26 @@ BINDING_NAME = r"^[A-Z][A-Z0-9_]*$"
 BINDING_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
+def check_binding_name(name: str) -> None:
+    if not re.match(BINDING_NAME, name):
+        raise ValueError(f"capture name {name!r}: use upper case, digits and _ (JOB_NAME)")
+
+
 def parse_duration(value: Any) -> float:
     """'90s', '2m', '1m30s', '1h' or a number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '90s', '2m', '1m30s'")
+    if isinstance(value, int) and abs(value) > MAX_DURATION_S:  # float(10**400) would overflow
+        raise ValueError("a duration must be more than 0 and at most 24h")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())):
+    elif isinstance(value, str) and 0 < len(value) < 64 and (m := _DURATION.match(value.strip())):
         hours, minutes, secs = m.groups()
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
         raise ValueError(
-            f"{value!r} is not a duration: write seconds (30) or a string like '90s', '2m', '1m30s'"
+            f"{value!r:.60} is not a duration: write seconds (30) or a string like '90s', '2m', "
+            "'1m30s'"
         )
     if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_DURATION_S:
         raise ValueError("a duration must be more than 0 and at most 24h")

@@ -9,19 +9,20 @@ all with examples.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from kubelab import expect
 from kubelab.lab.fields import (
-    BINDING_NAME,
     DNS_LABEL,
     Duration,
     HttpTarget,
     OutputRules,
     Strict,
     Target,
+    check_binding_name,
 )
 
 API_VERSION = "kubelab.dev/v1beta1"
@@ -82,11 +83,8 @@ class Run(OutputRules):
 
     @model_validator(mode="after")
     def _captures(self) -> Run:
-        import re
-
         for name, pattern in (self.capture or {}).items():
-            if not re.fullmatch(BINDING_NAME.strip("^$"), name):
-                raise ValueError(f"capture name {name!r}: use upper case, digits and _ (JOB_NAME)")
+            check_binding_name(name)
             try:
                 re.compile(pattern)
             except re.error as exc:
@@ -165,8 +163,6 @@ class Step(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Step:
-        import re
-
         if self.interactive and self.automated is None:
             raise ValueError(
                 "an interactive step needs 'automated': the commands the runner uses instead "
@@ -177,8 +173,7 @@ class Step(Strict):
         if not self.run and not self.expect and not self.automated:
             raise ValueError("a step needs commands ('run') or expectations ('expect')")
         for name in self.capture:
-            if not re.fullmatch(BINDING_NAME.strip("^$"), name):
-                raise ValueError(f"capture name {name!r}: use upper case, digits and _ (JOB_NAME)")
+            check_binding_name(name)
         return self
 
     def actions(self) -> list[Action]:
