@@ -218,7 +218,23 @@ KIND = FLAVOURS["kind"]
         ([], "kind", None, False),
         ([release_secret("kube-system", "metrics-server", 1)], "kind", "kubelab", False),
         ([release_secret("kube-system", "metrics-server", 1), *MS_READY], "kind", "kubelab", True),
-        ([release_secret("kube-system", "metrics-server", 1, "failed")], "kind", None, False),
+        ([release_secret("kube-system", "metrics-server", 1, "failed")], "kind", "kubelab", False),
+        (
+            [release_secret("kube-system", "metrics-server", 1, "pending-install"), *MS_READY],
+            "kind",
+            "kubelab",
+            False,
+        ),
+        (  # a failed upgrade leaves the deployed revision running
+            [
+                release_secret("kube-system", "metrics-server", 1),
+                release_secret("kube-system", "metrics-server", 2, "failed"),
+                *MS_READY,
+            ],
+            "kind",
+            "kubelab",
+            True,
+        ),
         (MS_READY, "kind", "other", True),  # e.g. `minikube addons enable metrics-server`
         (MS_READY, "k3d", "cluster", True),
         ([apiservice("v1beta1.metrics.k8s.io", False)], "k3d", "cluster", False),
@@ -361,6 +377,15 @@ def test_install_runs_helm_with_the_flavours_values_and_removes_the_values_file(
     assert not seen["file"].exists()
     assert seen["cmd"][-4:] == ["--kubeconfig", "/nonexistent", "--kube-context", "kind-x"]
     assert st.source is None  # the fake cluster did not change: nothing claims it is installed
+
+
+def test_install_over_an_interrupted_helm_run_says_how_to_clear_it(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    pending = [release_secret("kube-system", "metrics-server", 1, "pending-install")]
+    with pytest.raises(KubelabError) as info:
+        manage.install(["metrics-server"], FakeSession(FakeKube(pending), "kind"), print)  # type: ignore[arg-type]
+    assert "pending-install (a helm run was cut short)" in info.value.message
+    assert "kubelab addons uninstall metrics-server" in (info.value.hint or "")
 
 
 def test_uninstall_leaves_what_kubelab_did_not_install(monkeypatch):

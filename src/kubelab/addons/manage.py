@@ -62,18 +62,34 @@ class Status:
 # --- status ---------------------------------------------------------------------------------
 
 
-def helm_revision(kube: Kube, addon: AddOn) -> int | None:
-    """Our release's deployed revision, from helm's own release Secrets (no helm binary needed)."""
+@dataclass(frozen=True)
+class Release:
+    revision: int
+    state: str  # helm's: deployed, failed, pending-install, pending-upgrade, …
+
+    @property
+    def pending(self) -> bool:
+        return self.state.startswith("pending")
+
+
+def helm_release(kube: Kube, addon: AddOn) -> Release | None:
+    """Our release as helm recorded it (its release Secrets; no helm binary needed): the
+    deployed revision, else the latest one (failed, or pending when a helm run was cut short)."""
     from kubelab.kube.client import UnknownKind
 
     try:
-        secrets = kube.list(
-            "v1", "Secret", addon.namespace, f"owner=helm,name={addon.release},status=deployed"
-        )
+        secrets = kube.list("v1", "Secret", addon.namespace, f"owner=helm,name={addon.release}")
     except UnknownKind:
         return None
-    revisions = [int((s["metadata"].get("labels") or {}).get("version", 0)) for s in secrets]
-    return max(revisions) if revisions else None
+    found = []
+    for secret in secrets:
+        labels = secret["metadata"].get("labels") or {}
+        try:
+            found.append(Release(int(labels.get("version", "")), labels.get("status", "")))
+        except ValueError:
+            continue
+    deployed = [r for r in found if r.state == "deployed"]
+    return max(deployed or found, key=lambda r: r.revision, default=None)
 
 
 def _evaluate(kube: Kube, checks: tuple) -> tuple[bool, str]:
@@ -83,10 +99,15 @@ def _evaluate(kube: Kube, checks: tuple) -> tuple[bool, str]:
 
 
 def status(addon: AddOn, kube: Kube, flavour: Flavour) -> Status:
-    revision = helm_revision(kube, addon)
-    if revision is not None:
+    release = helm_release(kube, addon)
+    if release is not None and release.state != "deployed":
+        what = f"helm release {addon.namespace}/{addon.release} is {release.state}"
+        if release.pending:
+            what += " (a helm run was cut short)"
+        return Status(addon.name, "kubelab", False, what, release.revision)
+    if release is not None:
         ready, detail = _evaluate(kube, addon.ready)
-        return Status(addon.name, "kubelab", ready, detail, revision)
+        return Status(addon.name, "kubelab", ready, detail, release.revision)
     served, detail = _evaluate(kube, addon.served_checks)
     if flavour.name in addon.provided_by:
         return Status(addon.name, "cluster", served, detail)
@@ -207,6 +228,12 @@ def _install_one(
     if before.source == "cluster":
         progress(f"{addon.name}: {flavour.title} provides it itself ({before.detail})")
         return before
+    release = helm_release(session.kube, addon)
+    if release is not None and release.pending:  # helm refuses to touch it until it is cleared
+        raise KubelabError(
+            f"cannot install {addon.name}: {before.detail}",
+            f"remove it with `kubelab addons uninstall {addon.name}`, then install it again",
+        )
     helm = _helm(session)
     fd, name = tempfile.mkstemp(prefix=f"kubelab-{addon.name}-", suffix=".values.json")
     values_file = Path(name)
