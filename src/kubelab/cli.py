@@ -362,6 +362,113 @@ def images_load(
     execute(console, commands, dry_run)
 
 
+# --- add-ons ------------------------------------------------------------------------------------
+# Kept at the end, in one section: `kubelab addons list | status | install NAME… | uninstall NAME…`
+
+addons_app = typer.Typer(
+    help="Cluster add-ons the labs need (metrics-server…): pinned Helm charts that outlive labs.",
+    no_args_is_help=True,
+    **PLAIN,
+)
+app.add_typer(addons_app, name="addons")
+AddonNames = Annotated[list[str], typer.Argument(metavar="NAME...", help="Add-on names.")]
+
+
+def _addon_session(allow: list[str] | None):
+    session = _session(allow)
+    if session.note:
+        console.print(f"[yellow]{escape(session.note)}[/]")
+    return session
+
+
+def _addon_progress(update):
+    """One live line on a terminal; elsewhere (CI logs) a printed line per change of state."""
+    if console.is_terminal:
+        return lambda msg: update(escape(msg))
+    import re
+
+    last = [""]
+
+    def say(msg: str) -> None:
+        state = re.sub(r"\(\d+s\)", "", msg)  # the elapsed time alone is no news
+        if state != last[0]:
+            last[0] = state
+            console.print(f"[dim]{escape(msg)}[/]")
+
+    return say
+
+
+@addons_app.command("list")
+def addons_list() -> None:
+    """The add-ons kubelab can install: pinned chart, app version, where they go, what they need."""
+    from kubelab import addons
+
+    for name in addons.names():
+        a = addons.get(name)
+        console.print(f"[bold]{a.name}[/] — {escape(a.summary)}")
+        console.print(f"  chart: {escape(a.chart.describe())} (app {a.app_version})")
+        console.print(f"  release: {a.namespace}/{a.release}")
+        console.print(f"  needs: {', '.join(a.needs) or '-'}")
+        if a.provided_by:
+            console.print(f"  provided by: {', '.join(a.provided_by)} (nothing to install there)")
+
+
+@addons_app.command("status")
+def addons_status(
+    names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...")] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Which add-ons are installed on the current cluster, and ready. Exit 0 when all asked are."""
+    from rich.table import Table
+
+    from kubelab.addons.manage import statuses
+
+    with _addon_session(allow_context) as session:
+        found = statuses(session, names)
+    table = Table("add-on", "status")
+    for st in found:
+        colour = "green" if st.ready else "yellow" if st.installed else "dim"
+        table.add_row(st.addon, f"[{colour}]{escape(st.describe())}[/]")
+    console.print(table)
+    raise typer.Exit(0 if all(st.ready for st in found) else 1)
+
+
+@addons_app.command("install")
+def addons_install(
+    names: AddonNames,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=1, help="Seconds to wait for each to be ready."),
+    ] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Install (or upgrade to the pinned chart) and wait until ready. Safe to repeat."""
+    from kubelab import addons
+    from kubelab.addons.manage import install
+
+    for name in names:
+        addons.get(name)  # an unknown name fails before any cluster work
+    with _addon_session(allow_context) as session, console.status("") as line:
+        results = install(names, session, _addon_progress(line.update), timeout)
+    for st in results:
+        mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
+        console.print(f"{mark} {st.addon}: {escape(st.describe())}")
+
+
+@addons_app.command("uninstall")
+def addons_uninstall(names: AddonNames, allow_context: AllowOpt = None) -> None:
+    """Remove add-ons kubelab installed (never one the cluster itself provides). Safe to repeat."""
+    from kubelab import addons
+    from kubelab.addons.manage import uninstall
+
+    for name in names:
+        addons.get(name)
+    with _addon_session(allow_context) as session:
+        results = uninstall(names, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    for st in results:
+        console.print(f"{st.addon}: {escape(st.describe())}")
+
+
 def _usage_error_types() -> tuple[type[BaseException], ...]:
     """Click's exception base as the installed typer raises it: typer >= 0.2x vendors click as
     typer._click, older ones use click itself."""

@@ -93,17 +93,10 @@ def build_commands(app: str | None = None, root: Path | None = None) -> list[lis
 def load_commands(
     flavour: Flavour, context: str, app: str | None = None, root: Path | None = None
 ) -> list[list[str]]:
-    """What puts the locally built images on the cluster's nodes; [] when nothing is needed."""
-    refs = [image.ref for image in images(app, root)]
-    if flavour.name == "kind":
-        return [["kind", "load", "docker-image", "--name", context.removeprefix("kind-"), *refs]]
-    if flavour.name == "k3d":
-        return [["k3d", "image", "import", "--cluster", context.removeprefix("k3d-"), *refs]]
-    if flavour.name == "minikube":
-        return [["minikube", "--profile", context, "image", "load", ref] for ref in refs]
-    # Docker Desktop, OrbStack and Rancher Desktop (moby) share Docker's image store; the
-    # embedded cluster runs no containers.
-    return []
+    """What puts the locally built images on the cluster's nodes; [] when nothing is needed
+    (the flavour knows: kind and k3d copy them in, minikube loads them, Docker Desktop, OrbStack
+    and Rancher Desktop share Docker's image store)."""
+    return flavour.load_commands(context, [image.ref for image in images(app, root)])
 
 
 def execute(console: Console, commands: list[list[str]], dry_run: bool) -> None:

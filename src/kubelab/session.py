@@ -8,15 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelab.errors import MissingToolError
-from kubelab.flavours import Capabilities, Flavour, detect
+from kubelab.flavours import Flavour, detect
 from kubelab.kube.client import Kube
-from kubelab.kube.context import (
-    Context,
-    current_context,
-    flavour_of_context,
-    guard,
-    pinned_kubeconfig,
-)
+from kubelab.kube.context import Context, current_context, pinned_kubeconfig
+from kubelab.kube.guard import choose, flavour_of_context, guard_proxy
+from kubelab.requirements import Capabilities
 
 
 def tool_path(context: str | None = None) -> str:
@@ -36,19 +32,73 @@ def tool_path(context: str | None = None) -> str:
     return f"{path}{os.pathsep}{cached}"
 
 
+def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
+    """Every context of the kubeconfig kubectl would use, with its cluster's server."""
+    return read_kubeconfig(kubeconfig)[0]
+
+
+def read_kubeconfig(kubeconfig: str | None = None) -> tuple[list[Context], dict[str, str]]:
+    """Every context of the kubeconfig kubectl would use, with its cluster's server, and the
+    clusters' proxy-url by cluster name (those that have one)."""
+    from kubernetes.config.config_exception import ConfigException
+    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION, KubeConfigMerger
+
+    location = kubeconfig or os.environ.get("KUBECONFIG") or KUBE_CONFIG_DEFAULT_LOCATION
+    try:
+        merged = KubeConfigMerger(location).config
+    except ConfigException:
+        return [], {}  # current_context() has already said what is wrong with it
+    if not merged:
+        return [], {}
+
+    def plain(items: object) -> list[dict]:  # the merger wraps list entries in ConfigNodes
+        entries = [getattr(i, "value", i) for i in items] if isinstance(items, list) else []
+        return [e for e in entries if isinstance(e, dict)]
+
+    clusters = {c.get("name"): c.get("cluster") or {} for c in plain(merged.value.get("clusters"))}
+    servers = {name: body.get("server") or "" for name, body in clusters.items()}
+    proxies = {name: body["proxy-url"] for name, body in clusters.items() if body.get("proxy-url")}
+    found = []
+    for entry in plain(merged.value.get("contexts")):
+        if not entry.get("name"):
+            continue
+        body = entry.get("context") or {}
+        cluster = body.get("cluster") or ""
+        found.append(
+            Context(
+                name=str(entry["name"]),
+                cluster=cluster,
+                server=servers.get(cluster, ""),
+                user=body.get("user") or "",
+                namespace=body.get("namespace"),
+            )
+        )
+    return found, proxies
+
+
 @dataclass
 class Session:
-    context: Context
-    flavour: Flavour
+    context: Context  # the guarded context kubelab acts and observes with
+    flavour: Flavour  # resolved against the live nodes
     kube: Kube
     capabilities: Capabilities
     kubeconfig: Path  # private, pinned to `context`
     env: dict[str, str]  # what a lab's commands run with
+    current: Context | None = None  # the kubeconfig's current context, when it is not `context`
+    note: str | None = None  # why `context` is not the current one: print it
 
     @classmethod
     def open(cls, allow: list[str] | None = None) -> Session:
-        context = current_context()
-        guard(context, allow)
+        """Guard (name and server, before any network I/O), then connect and detect.
+
+        When the current context is a lab user of a training cluster (same server, e.g. an RBAC
+        lab's `jane@kind-x`), the session observes as that training context and `note` says so.
+        """
+        current = current_context()
+        contexts, proxies = read_kubeconfig()
+        choice = choose(current, contexts, allow)
+        context = choice.context
+        guard_proxy(context, proxies.get(context.cluster), allow)
         path = tool_path(context.name)
         kubectl = shutil.which("kubectl", path=path)
         if kubectl is None:
@@ -66,7 +116,8 @@ class Session:
         flavour = detect(context.name, nodes)
         env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": path}
         capabilities = Capabilities(kube, flavour, len(nodes), path)
-        return cls(context, flavour, kube, capabilities, pinned, env)
+        other = current if current.name != context.name else None
+        return cls(context, flavour, kube, capabilities, pinned, env, other, choice.note)
 
     def close(self) -> None:
         self.kubeconfig.unlink(missing_ok=True)

@@ -113,3 +113,23 @@ def test_build_dry_run_prints_the_commands(kubelab_cli):
         in proc.stdout
     )
     assert "localhost/kubelab/probe-test-app:v2" in proc.stdout
+
+
+def test_load_commands_ask_the_flavour(tmp_path):
+    """images.py knows no flavour: a new flavour module decides how images reach its nodes."""
+    from kubelab.flavours.base import Flavour
+
+    class Shipping(Flavour):
+        def load_commands(self, context, refs):
+            return [["ship", context, *refs]]
+
+    fake_app(tmp_path, "web", "v1 = {}\nv2 = {}")
+    flavour = Shipping(name="shipping", title="Shipping")
+    assert load_commands(flavour, "ctx", root=tmp_path) == [
+        ["ship", "ctx", "kubelab/web:v1", "kubelab/web:v2"]
+    ]
+
+
+def test_every_flavour_says_how_images_reach_its_nodes():
+    assert all(f.images_note for f in FLAVOURS.values())
+    assert FLAVOURS["kind"].load_commands("kind-lab", []) == []

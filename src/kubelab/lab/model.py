@@ -24,6 +24,7 @@ from kubelab.lab.fields import (
     Target,
     check_binding_name,
 )
+from kubelab.requirements import REQUIREMENT_HELP, REQUIREMENT_PATTERN
 
 API_VERSION = "kubelab.dev/v1beta1"
 # Older formats this kubelab can name (and say what to change) but no longer reads.
@@ -33,32 +34,6 @@ OLD_API_VERSIONS = {
     "shell session; see docs/writing-labs.md, 'From v1alpha1'",
 }
 
-# What a lab or step may need from the cluster. Unmet requirements skip the step, with the reason.
-ADDONS = (
-    "prometheus",
-    "keda",
-    "ingress",
-    "gateway-api",
-    "istio",
-    "argocd",
-    "argo-rollouts",
-    "gatekeeper",
-    "metrics-server",
-)
-REQUIREMENT_PATTERN = (
-    r"^(containers|loadbalancer|metrics-api|default-storageclass|csr-signing|helm"
-    r"|nodes>=[1-9][0-9]?|addon:(" + "|".join(ADDONS) + r"))$"
-)
-REQUIREMENT_HELP = {
-    "containers": "a container runtime that really runs containers (logs, exec, probes, HTTP)",
-    "loadbalancer": "LoadBalancer Services reachable on localhost",
-    "metrics-api": "the metrics API (metrics-server) for kubectl top and the HPA",
-    "default-storageclass": "a default StorageClass that provisions volumes",
-    "csr-signing": "the CertificateSigningRequest API issues client certificates",
-    "helm": "the helm command",
-    "nodes>=N": "at least N nodes",
-    "addon:NAME": "an add-on installed by an earlier lab: " + ", ".join(ADDONS),
-}
 Requirement = Annotated[
     str,
     Field(
