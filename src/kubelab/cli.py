@@ -39,6 +39,7 @@ AllowOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--allow-context",
+        metavar="NAME",
         help="Also act on this context (exact name) although it is not a known local cluster.",
     ),
 ]
@@ -46,7 +47,10 @@ NameOpt = Annotated[
     str,
     typer.Option("--name", envvar="KUBELAB_CLUSTER", help="The embedded cluster's name."),
 ]
-StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
+StepOpt = Annotated[
+    str | None, typer.Option("--step", metavar="ID", help="Only this step (its id).")
+]
+LabArg = Annotated[str, typer.Argument(metavar="LAB", help="The lab's name (`kubelab labs`).")]
 
 
 # The lab format (pydantic models) is imported only by the commands that read labs, so that
@@ -67,11 +71,24 @@ def _session(allow: list[str] | None):
     from kubelab.session import Session
 
     session = Session.open(allow)
+    if session.note:
+        console.print(f"[yellow]{escape(session.note)}[/]")
     console.print(
         f"[dim]context:[/] [bold]{escape(session.context.name)}[/] "
         f"[dim]({session.flavour.title}, {escape(session.context.server)})[/]"
     )
     return session
+
+
+def _install_missing_addons(session, lab) -> None:
+    """`run --install-addons`: install the add-ons the lab requires that are not ready yet."""
+    from kubelab.addons.manage import install
+
+    wanted = [r.removeprefix("addon:") for r in lab.requirements() if r.startswith("addon:")]
+    missing = [n for n in wanted if not session.capabilities.check(f"addon:{n}")[0]]
+    if missing:
+        console.print(f"installing the add-ons {', '.join(missing)} first (they outlive the lab)")
+        install(missing, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
 
 
 # --- the course ---------------------------------------------------------------------------------
@@ -110,7 +127,7 @@ def labs() -> None:
 
 
 @app.command()
-def show(lab: str) -> None:
+def show(lab: LabArg) -> None:
     """Show a lab's steps: commands, expectations, captures, interactive marks."""
     from kubelab.lab import model as m
 
@@ -145,15 +162,22 @@ def show(lab: str) -> None:
 
 @app.command()
 def run(
-    lab: str,
+    lab: LabArg,
     step: StepOpt = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Start at this step.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", metavar="ID", help="Start at this step.")
+    ] = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the lab's objects for a look.")
     ] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write FILE.json or FILE.xml (JUnit).")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write FILE.json or FILE.xml (JUnit)."),
     ] = None,
+    install_addons: Annotated[
+        bool,
+        typer.Option("--install-addons", help="First install the add-ons the lab requires."),
+    ] = False,
     allow_context: AllowOpt = None,
 ) -> None:
     """Run a lab's steps as you would type them (they run as you, in one shell), waiting for
@@ -172,6 +196,8 @@ def run(
         if step_id:
             _known_step(loaded, step_id)
     with stop_signals(), _session(allow_context) as session:
+        if install_addons:
+            _install_missing_addons(session, loaded.lab)
         result = Runner(session, loaded, ConsoleProgress(console)).run(step, from_, keep)
     show_summary(console, result)
     if report is not None:
@@ -184,11 +210,15 @@ def run(
 
 @app.command()
 def check(
-    lab: str,
+    lab: LabArg,
     step: StepOpt = None,
     upto: Annotated[
         str | None,
-        typer.Option("--upto", help="Check the steps in order up to this one; stop at a failure."),
+        typer.Option(
+            "--upto",
+            metavar="ID",
+            help="Check the steps in order up to this one; stop at a failure.",
+        ),
     ] = None,
     allow_context: AllowOpt = None,
 ) -> None:
@@ -213,7 +243,7 @@ def check(
 
 
 @app.command()
-def reset(lab: str, allow_context: AllowOpt = None) -> None:
+def reset(lab: LabArg, allow_context: AllowOpt = None) -> None:
     """Undo a lab: run its cleanup and remove its work folder (safe to run again)."""
     from kubelab.output.terminal import ConsoleProgress, show_step
     from kubelab.run.interrupt import stop_signals
@@ -271,8 +301,12 @@ def up(
     """The main job: check the machine, use the current local cluster (or start the embedded
     one when there is none) and run the first lab."""
     from kubelab.doctor import pick_cluster
+    from kubelab.images import prepare_for_lab
 
     pick_cluster(console, name, allow_context)
+    loaded = load_lab(lab)
+    with _session(allow_context) as session:
+        prepare_for_lab(console, session.flavour, session.context.name, loaded.folder)
     run(lab, allow_context=allow_context)
 
 
@@ -374,13 +408,6 @@ app.add_typer(addons_app, name="addons")
 AddonNames = Annotated[list[str], typer.Argument(metavar="NAME...", help="Add-on names.")]
 
 
-def _addon_session(allow: list[str] | None):
-    session = _session(allow)
-    if session.note:
-        console.print(f"[yellow]{escape(session.note)}[/]")
-    return session
-
-
 def _addon_progress(update):
     """One live line on a terminal; elsewhere (CI logs) a printed line per change of state."""
     if console.is_terminal:
@@ -423,7 +450,7 @@ def addons_status(
 
     from kubelab.addons.manage import statuses
 
-    with _addon_session(allow_context) as session:
+    with _session(allow_context) as session:
         found = statuses(session, names)
     table = Table("add-on", "status")
     for st in found:
@@ -448,7 +475,7 @@ def addons_install(
 
     for name in names:
         addons.get(name)  # an unknown name fails before any cluster work
-    with _addon_session(allow_context) as session, console.status("") as line:
+    with _session(allow_context) as session, console.status("") as line:
         results = install(names, session, _addon_progress(line.update), timeout)
     for st in results:
         mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
@@ -463,7 +490,7 @@ def addons_uninstall(names: AddonNames, allow_context: AllowOpt = None) -> None:
 
     for name in names:
         addons.get(name)
-    with _addon_session(allow_context) as session:
+    with _session(allow_context) as session:
         results = uninstall(names, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
     for st in results:
         console.print(f"{st.addon}: {escape(st.describe())}")
