@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from kubelab.errors import KubelabError
 
@@ -32,8 +29,31 @@ images_app = typer.Typer(
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(images_app, name="images")
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A Rich console made on first use: importing Rich costs as much as the rest of the start-up,
+    and `--help` or a usage error need none of it."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)  # type: ignore[arg-type]
+        return getattr(self._console, name)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+console = _LazyConsole(highlight=False)
+err = _LazyConsole(stderr=True, highlight=False)
 
 AllowOpt = Annotated[
     list[str] | None,
@@ -278,6 +298,8 @@ def lint(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of lab.yaml."""
+    import json
+
     from kubelab.lab.model import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
