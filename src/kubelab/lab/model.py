@@ -9,7 +9,6 @@ all with examples.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -23,6 +22,7 @@ from kubelab.lab.fields import (
     Strict,
     Target,
     check_binding_name,
+    check_regex,
 )
 from kubelab.requirements import REQUIREMENT_HELP, REQUIREMENT_PATTERN
 
@@ -60,10 +60,7 @@ class Run(OutputRules):
     def _captures(self) -> Run:
         for name, pattern in (self.capture or {}).items():
             check_binding_name(name)
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"capture {name}: the regex does not compile: {exc}") from None
+            check_regex(pattern, f"capture {name}: the regex")
         return self
 
 
