@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from kubelab.errors import KubelabError
 
@@ -32,13 +29,37 @@ images_app = typer.Typer(
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(images_app, name="images")
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A Rich console made on first use: importing Rich costs as much as the rest of the start-up,
+    and `--help` or a usage error need none of it."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)  # type: ignore[arg-type]
+        return getattr(self._console, name)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+console = _LazyConsole(highlight=False)
+err = _LazyConsole(stderr=True, highlight=False)
 
 AllowOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--allow-context",
+        metavar="NAME",
         help="Also act on this context (exact name) although it is not a known local cluster.",
     ),
 ]
@@ -46,7 +67,10 @@ NameOpt = Annotated[
     str,
     typer.Option("--name", envvar="KUBELAB_CLUSTER", help="The embedded cluster's name."),
 ]
-StepOpt = Annotated[str | None, typer.Option("--step", help="Only this step (its id).")]
+StepOpt = Annotated[
+    str | None, typer.Option("--step", metavar="ID", help="Only this step (its id).")
+]
+LabArg = Annotated[str, typer.Argument(metavar="LAB", help="The lab's name (`kubelab labs`).")]
 
 
 # The lab format (pydantic models) is imported only by the commands that read labs, so that
@@ -67,11 +91,24 @@ def _session(allow: list[str] | None):
     from kubelab.session import Session
 
     session = Session.open(allow)
+    if session.note:
+        console.print(f"[yellow]{escape(session.note)}[/]")
     console.print(
         f"[dim]context:[/] [bold]{escape(session.context.name)}[/] "
         f"[dim]({session.flavour.title}, {escape(session.context.server)})[/]"
     )
     return session
+
+
+def _install_missing_addons(session, lab) -> None:
+    """`run --install-addons`: install the add-ons the lab requires that are not ready yet."""
+    from kubelab.addons.manage import install
+
+    wanted = [r.removeprefix("addon:") for r in lab.requirements() if r.startswith("addon:")]
+    missing = [n for n in wanted if not session.capabilities.check(f"addon:{n}")[0]]
+    if missing:
+        console.print(f"installing the add-ons {', '.join(missing)} first (they outlive the lab)")
+        install(missing, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
 
 
 # --- the course ---------------------------------------------------------------------------------
@@ -110,7 +147,7 @@ def labs() -> None:
 
 
 @app.command()
-def show(lab: str) -> None:
+def show(lab: LabArg) -> None:
     """Show a lab's steps: commands, expectations, captures, interactive marks."""
     from kubelab.lab import model as m
 
@@ -145,15 +182,22 @@ def show(lab: str) -> None:
 
 @app.command()
 def run(
-    lab: str,
+    lab: LabArg,
     step: StepOpt = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Start at this step.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", metavar="ID", help="Start at this step.")
+    ] = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the lab's objects for a look.")
     ] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write FILE.json or FILE.xml (JUnit).")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write FILE.json or FILE.xml (JUnit)."),
     ] = None,
+    install_addons: Annotated[
+        bool,
+        typer.Option("--install-addons", help="First install the add-ons the lab requires."),
+    ] = False,
     allow_context: AllowOpt = None,
 ) -> None:
     """Run a lab's steps as you would type them (they run as you, in one shell), waiting for
@@ -172,6 +216,8 @@ def run(
         if step_id:
             _known_step(loaded, step_id)
     with stop_signals(), _session(allow_context) as session:
+        if install_addons:
+            _install_missing_addons(session, loaded.lab)
         result = Runner(session, loaded, ConsoleProgress(console)).run(step, from_, keep)
     show_summary(console, result)
     if report is not None:
@@ -184,11 +230,15 @@ def run(
 
 @app.command()
 def check(
-    lab: str,
+    lab: LabArg,
     step: StepOpt = None,
     upto: Annotated[
         str | None,
-        typer.Option("--upto", help="Check the steps in order up to this one; stop at a failure."),
+        typer.Option(
+            "--upto",
+            metavar="ID",
+            help="Check the steps in order up to this one; stop at a failure.",
+        ),
     ] = None,
     allow_context: AllowOpt = None,
 ) -> None:
@@ -213,7 +263,7 @@ def check(
 
 
 @app.command()
-def reset(lab: str, allow_context: AllowOpt = None) -> None:
+def reset(lab: LabArg, allow_context: AllowOpt = None) -> None:
     """Undo a lab: run its cleanup and remove its work folder (safe to run again)."""
     from kubelab.output.terminal import ConsoleProgress, show_step
     from kubelab.run.interrupt import stop_signals
@@ -248,6 +298,8 @@ def lint(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of lab.yaml."""
+    import json
+
     from kubelab.lab.model import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
@@ -271,8 +323,12 @@ def up(
     """The main job: check the machine, use the current local cluster (or start the embedded
     one when there is none) and run the first lab."""
     from kubelab.doctor import pick_cluster
+    from kubelab.images import prepare_for_lab
 
     pick_cluster(console, name, allow_context)
+    loaded = load_lab(lab)
+    with _session(allow_context) as session:
+        prepare_for_lab(console, session.flavour, session.context.name, loaded.folder)
     run(lab, allow_context=allow_context)
 
 
@@ -360,6 +416,106 @@ def images_load(
         )
         return
     execute(console, commands, dry_run)
+
+
+# --- add-ons ------------------------------------------------------------------------------------
+# Kept at the end, in one section: `kubelab addons list | status | install NAME… | uninstall NAME…`
+
+addons_app = typer.Typer(
+    help="Cluster add-ons the labs need (metrics-server…): pinned Helm charts that outlive labs.",
+    no_args_is_help=True,
+    **PLAIN,
+)
+app.add_typer(addons_app, name="addons")
+AddonNames = Annotated[list[str], typer.Argument(metavar="NAME...", help="Add-on names.")]
+
+
+def _addon_progress(update):
+    """One live line on a terminal; elsewhere (CI logs) a printed line per change of state."""
+    if console.is_terminal:
+        return lambda msg: update(escape(msg))
+    import re
+
+    last = [""]
+
+    def say(msg: str) -> None:
+        state = re.sub(r"\(\d+s\)", "", msg)  # the elapsed time alone is no news
+        if state != last[0]:
+            last[0] = state
+            console.print(f"[dim]{escape(msg)}[/]")
+
+    return say
+
+
+@addons_app.command("list")
+def addons_list() -> None:
+    """The add-ons kubelab can install: pinned chart, app version, where they go, what they need."""
+    from kubelab import addons
+
+    for name in addons.names():
+        a = addons.get(name)
+        console.print(f"[bold]{a.name}[/] — {escape(a.summary)}")
+        console.print(f"  chart: {escape(a.chart.describe())} (app {a.app_version})")
+        console.print(f"  release: {a.namespace}/{a.release}")
+        console.print(f"  needs: {', '.join(a.needs) or '-'}")
+        if a.provided_by:
+            console.print(f"  provided by: {', '.join(a.provided_by)} (nothing to install there)")
+
+
+@addons_app.command("status")
+def addons_status(
+    names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...")] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Which add-ons are installed on the current cluster, and ready. Exit 0 when all asked are."""
+    from rich.table import Table
+
+    from kubelab.addons.manage import statuses
+
+    with _session(allow_context) as session:
+        found = statuses(session, names)
+    table = Table("add-on", "status")
+    for st in found:
+        colour = "green" if st.ready else "yellow" if st.installed else "dim"
+        table.add_row(st.addon, f"[{colour}]{escape(st.describe())}[/]")
+    console.print(table)
+    raise typer.Exit(0 if all(st.ready for st in found) else 1)
+
+
+@addons_app.command("install")
+def addons_install(
+    names: AddonNames,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=1, help="Seconds to wait for each to be ready."),
+    ] = None,
+    allow_context: AllowOpt = None,
+) -> None:
+    """Install (or upgrade to the pinned chart) and wait until ready. Safe to repeat."""
+    from kubelab import addons
+    from kubelab.addons.manage import install
+
+    for name in names:
+        addons.get(name)  # an unknown name fails before any cluster work
+    with _session(allow_context) as session, console.status("") as line:
+        results = install(names, session, _addon_progress(line.update), timeout)
+    for st in results:
+        mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
+        console.print(f"{mark} {st.addon}: {escape(st.describe())}")
+
+
+@addons_app.command("uninstall")
+def addons_uninstall(names: AddonNames, allow_context: AllowOpt = None) -> None:
+    """Remove add-ons kubelab installed (never one the cluster itself provides). Safe to repeat."""
+    from kubelab import addons
+    from kubelab.addons.manage import uninstall
+
+    for name in names:
+        addons.get(name)
+    with _session(allow_context) as session:
+        results = uninstall(names, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+    for st in results:
+        console.print(f"{st.addon}: {escape(st.describe())}")
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

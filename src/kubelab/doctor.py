@@ -11,9 +11,10 @@ import subprocess
 from rich.console import Console
 from rich.markup import escape
 
+from kubelab.addons.manage import statuses
 from kubelab.errors import KubelabError
-from kubelab.lab.model import REQUIREMENT_HELP
 from kubelab.output.terminal import dim_printer
+from kubelab.requirements import REQUIREMENT_HELP
 
 OK, WARN, FAIL = "[green]✔[/]", "[yellow]![/]", "[red]✘[/]"
 
@@ -78,6 +79,8 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
             console.print(f"    → {escape(exc.hint)}")
         return False
     with session:
+        if session.note:
+            console.print(f"{WARN} {escape(session.note)}")
         console.print(
             f"{OK} context [bold]{escape(session.context.name)}[/] "
             f"[dim]({escape(session.context.server)})[/]"
@@ -111,6 +114,10 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
                 f"  {'[green]can[/]' if met else '[yellow]cannot[/]'}: {REQUIREMENT_HELP[req]}"
             )
         console.print(f"  nodes: {caps.node_count}")
+        console.print(f"  images: {escape(flavour.images_note)}")
+        for st in statuses(session):
+            mark = OK if st.ready else "[dim]-[/]"
+            console.print(f"  {mark} add-on {st.addon}: {escape(st.describe())}")
         not_ready = session.kube.nodes_not_ready()
         if not_ready:
             console.print(f"{FAIL} nodes not Ready: {', '.join(not_ready)}")
@@ -124,6 +131,8 @@ def pick_cluster(console: Console, name: str, allow: list[str] | None = None) ->
 
     try:
         with Session.open(allow) as session:
+            if session.note:
+                console.print(escape(session.note))
             console.print(
                 f"using the current cluster: {session.context.name} ({session.flavour.title})"
             )

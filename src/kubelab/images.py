@@ -10,6 +10,7 @@ Each app declares its image in its pyproject.toml:
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,8 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from kubelab import paths
 from kubelab.errors import KubelabError, MissingToolError
 from kubelab.flavours import Flavour
+
+OWN_IMAGE = re.compile(r"localhost/kubelab/[a-z0-9-]+:[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,7 @@ class Image:
 
 
 def apps_root() -> Path:
-    from kubelab.lab.loader import labs_root
-
-    return labs_root().parent / "apps"
+    return paths.apps_root()
 
 
 def images(app: str | None = None, root: Path | None = None) -> list[Image]:
@@ -80,30 +82,53 @@ def images(app: str | None = None, root: Path | None = None) -> list[Image]:
     return found
 
 
+def build_command(image: Image) -> list[str]:
+    cmd = ["docker", "build", "--tag", image.ref]
+    for key, value in image.build_args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    return [*cmd, str(image.folder)]
+
+
 def build_commands(app: str | None = None, root: Path | None = None) -> list[list[str]]:
-    commands = []
-    for image in images(app, root):
-        cmd = ["docker", "build", "--tag", image.ref]
-        for key, value in image.build_args.items():
-            cmd += ["--build-arg", f"{key}={value}"]
-        commands.append([*cmd, str(image.folder)])
-    return commands
+    return [build_command(image) for image in images(app, root)]
+
+
+def needed_by(lab_folder: Path, root: Path | None = None) -> list[Image]:
+    """The course's images a lab's files name (manifests, lab.yaml, scripts)."""
+    named: set[str] = set()
+    for path in lab_folder.iterdir():
+        if path.suffix in (".yaml", ".yml", ".sh") and path.is_file():
+            named |= set(OWN_IMAGE.findall(path.read_text(encoding="utf-8", errors="replace")))
+    return [image for image in images(root=root) if image.ref in named]
+
+
+def prepare_for_lab(console: Console, flavour: Flavour, context: str, lab_folder: Path) -> None:
+    """`kubelab up`: build and load the images the lab needs where a Docker engine can, and say
+    what to do where it cannot (a Pod of a missing image fails with ErrImagePull)."""
+    needed = needed_by(lab_folder)
+    if not needed or not flavour.containers or flavour.name == "embedded":
+        return  # nothing runs containers, or the embedded cluster's node imports its own images
+    refs = ", ".join(image.ref for image in needed)
+    commands = [build_command(image) for image in needed]
+    commands += flavour.load_commands(context, [image.ref for image in needed])
+    console.print(f"building the images the lab needs: {refs}")
+    try:
+        execute(console, commands, dry_run=False)
+    except MissingToolError as exc:
+        console.print(
+            f"[yellow]{escape(exc.message)}: the lab needs the images {refs}[/]\n"
+            "  → start Docker (Desktop, OrbStack, Rancher Desktop, dockerd), then run "
+            "`kubelab images build` and `kubelab images load`"
+        )
 
 
 def load_commands(
     flavour: Flavour, context: str, app: str | None = None, root: Path | None = None
 ) -> list[list[str]]:
-    """What puts the locally built images on the cluster's nodes; [] when nothing is needed."""
-    refs = [image.ref for image in images(app, root)]
-    if flavour.name == "kind":
-        return [["kind", "load", "docker-image", "--name", context.removeprefix("kind-"), *refs]]
-    if flavour.name == "k3d":
-        return [["k3d", "image", "import", "--cluster", context.removeprefix("k3d-"), *refs]]
-    if flavour.name == "minikube":
-        return [["minikube", "--profile", context, "image", "load", ref] for ref in refs]
-    # Docker Desktop, OrbStack and Rancher Desktop (moby) share Docker's image store; the
-    # embedded cluster runs no containers.
-    return []
+    """What puts the locally built images on the cluster's nodes; [] when nothing is needed
+    (the flavour knows: kind and k3d copy them in, minikube loads them, Docker Desktop, OrbStack
+    and Rancher Desktop share Docker's image store)."""
+    return flavour.load_commands(context, [image.ref for image in images(app, root)])
 
 
 def execute(console: Console, commands: list[list[str]], dry_run: bool) -> None:

@@ -113,3 +113,57 @@ def test_build_dry_run_prints_the_commands(kubelab_cli):
         in proc.stdout
     )
     assert "localhost/kubelab/probe-test-app:v2" in proc.stdout
+
+
+def test_load_commands_ask_the_flavour(tmp_path):
+    """images.py knows no flavour: a new flavour module decides how images reach its nodes."""
+    from kubelab.flavours.base import Flavour
+
+    class Shipping(Flavour):
+        def load_commands(self, context, refs):
+            return [["ship", context, *refs]]
+
+    fake_app(tmp_path, "web", "v1 = {}\nv2 = {}")
+    flavour = Shipping(name="shipping", title="Shipping")
+    assert load_commands(flavour, "ctx", root=tmp_path) == [
+        ["ship", "ctx", "kubelab/web:v1", "kubelab/web:v2"]
+    ]
+
+
+def test_every_flavour_says_how_images_reach_its_nodes():
+    assert all(f.images_note for f in FLAVOURS.values())
+    assert FLAVOURS["kind"].load_commands("kind-lab", []) == []
+
+
+def test_up_builds_and_loads_what_the_first_lab_needs(tmp_path, monkeypatch):
+    """No Docker engine runs here: `docker` and `kind` are stand-ins that record their argv (the
+    real commands are checked above); what is tested is which images `kubelab up` asks for."""
+    from rich.console import Console
+
+    from kubelab.flavours import FLAVOURS
+    from kubelab.images import prepare_for_lab
+
+    log = tmp_path / "calls"
+    for tool in ("docker", "kind"):
+        script = tmp_path / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+        script.chmod(0o755)
+    lab = REPO / "labs" / "probe-test-app"
+    console = Console(record=True, width=200)
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    prepare_for_lab(console, FLAVOURS["kind"], "kind-course", lab)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "docker info --format {{.ServerVersion}}"
+    assert calls[1].startswith("docker build --tag localhost/kubelab/probe-test-app:v1 ")
+    assert calls[2].startswith("docker build --tag localhost/kubelab/probe-test-app:v2 ")
+    assert calls[3] == (
+        "kind load docker-image --name course localhost/kubelab/probe-test-app:v1 "
+        "localhost/kubelab/probe-test-app:v2"
+    )
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    prepare_for_lab(console, FLAVOURS["docker-desktop"], "docker-desktop", lab)
+    said = console.export_text()
+    assert "docker is not on PATH: the lab needs the images localhost/kubelab/probe" in said
+    assert "`kubelab images build`" in said

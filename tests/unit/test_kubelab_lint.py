@@ -130,6 +130,10 @@ def test_container_dependent_expectations_need_the_containers_requirement(tmp_pa
     lab += "        - condition: {apiVersion: batch/v1, kind: Job, name: pi, type: Complete}\n"
     found = messages(make(tmp_path, lab))
     assert len(found) == 2, found
+    logs = LAB.replace("      run: kubectl get pods\n", "      run: kubectl logs pod/web\n")
+    lesson = LESSON.replace("```sh\nkubectl get pods\n", "```sh\nkubectl logs pod/web\n")
+    said = messages(make(tmp_path / "logs", logs, lesson))
+    assert len(said) == 1 and "`kubectl logs` needs a running container" in said[0], said
     assert "warning: step look: `Pod web with status.containerStatuses $some" in found[0]
     assert "restartCount" in found[0] and "requires: [containers]" in found[0]
     assert "a simulated node fakes Job Complete" in found[1]

@@ -11,7 +11,15 @@ from kubelab.expect.base import CheckContext, Expectation, Outcome
 from kubelab.lab.fields import OutputRules
 
 # Commands whose result depends on a container really running.
-_CONTAINER_COMMANDS = re.compile(r"\bkubectl\b.*\b(exec|logs|port-forward|cp|attach|top)\b")
+_CONTAINER_COMMANDS = re.compile(r"\bkubectl\b.*\s(exec|logs|port-forward|cp|attach|top)(\s|$)")
+
+
+def container_command(command: str) -> str | None:
+    """Why a shell command needs a running container (`kubectl exec`, `logs`...), or None."""
+    m = _CONTAINER_COMMANDS.search(command)
+    return f"`kubectl {m.group(1)}` needs a running container" if m else None
+
+
 CHECK_TIMEOUT_S = 30
 
 
@@ -42,8 +50,7 @@ class Command(Expectation):
         return Outcome(not problems, self.describe(), "; ".join(problems), result.output[-2000:])
 
     def container_dependency(self) -> str | None:
-        m = _CONTAINER_COMMANDS.search(self.command.run)
-        return f"`kubectl {m.group(1)}` needs a running container" if m else None
+        return container_command(self.command.run)
 
 
 EXPECTATION = Command

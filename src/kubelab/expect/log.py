@@ -7,7 +7,7 @@ import re
 from pydantic import model_validator
 
 from kubelab.expect.base import CheckContext, Expectation, Outcome, names
-from kubelab.lab.fields import Strict
+from kubelab.lab.fields import Strict, check_regex
 
 
 class LogSpec(Strict):
@@ -25,10 +25,7 @@ class LogSpec(Strict):
         if (self.contains is None) == (self.regex is None):
             raise ValueError("give exactly one of 'contains' or 'regex'")
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"'regex' does not compile: {exc}") from None
+            check_regex(self.regex)
         return self
 
     def found_in(self, text: str) -> bool:

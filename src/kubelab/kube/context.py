@@ -1,7 +1,6 @@
-"""Which kubeconfig context kubelab acts on, and the guard that keeps it off real clusters.
+"""Which kubeconfig context kubelab acts on (the guard that keeps it off real clusters is
+kubelab.kube.guard).
 
-kubelab only acts on contexts it recognises as local training clusters. Anything else needs the
-exact context name to be allowed explicitly (--allow-context NAME or KUBELAB_ALLOW_CONTEXTS).
 Commands of a run get a private kubeconfig pinned to the checked context, so a `kubectl config
 use-context` elsewhere during a run cannot redirect a lab's `kubectl apply`.
 """
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import fnmatch
 import os
 import shutil
 import tempfile
@@ -20,33 +18,8 @@ from typing import Any
 
 import yaml
 
-from kubelab.errors import ContextRefusedError, KubelabError
+from kubelab.errors import KubelabError
 from kubelab.kube import kubeconfig as kc
-
-# Context names the local cluster tools create (kind, k3d and kwokctl prefix the cluster name).
-TRAINING_CONTEXTS: dict[str, str] = {
-    "docker-desktop": "docker-desktop",
-    "docker-for-desktop": "docker-desktop",
-    "kind-*": "kind",
-    "k3d-*": "k3d",
-    "minikube": "minikube",
-    "rancher-desktop": "rancher-desktop",
-    "orbstack": "orbstack",
-    "kwok-*": "embedded",
-}
-
-
-def flavour_of_context(name: str) -> str | None:
-    """The local cluster flavour a context name stands for, or None if it is not a training one."""
-    for pattern, flavour in TRAINING_CONTEXTS.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            return flavour
-    return None
-
-
-def allowed_contexts(extra: list[str] | None = None) -> set[str]:
-    env = os.environ.get("KUBELAB_ALLOW_CONTEXTS", "")
-    return {c.strip() for c in env.split(",") if c.strip()} | set(extra or [])
 
 
 @dataclass(frozen=True)
@@ -91,20 +64,13 @@ def current_context(kubeconfig: str | None = None) -> Context:
     )
 
 
-def guard(context: Context, allow: list[str] | None = None) -> str:
-    """Return the flavour hint for a training context; refuse any other context."""
-    flavour = flavour_of_context(context.name)
-    if flavour:
-        return flavour
-    if context.name in allowed_contexts(allow):
-        return "unknown"
-    raise ContextRefusedError(
-        f"refusing to act on context {context.name!r} (server {context.server or '?'}): "
-        "it is not a local training cluster",
-        "switch to a local cluster (`kubectl config use-context docker-desktop`, kind-…, k3d-…, "
-        "minikube, rancher-desktop, orbstack) or start one with `kubelab cluster up`; if this "
-        f"really is a throw-away cluster, allow it by name: --allow-context {context.name}",
-    )
+def __getattr__(name: str) -> object:
+    # the guard moved to kubelab.kube.guard; old imports keep working (lazily: guard imports us)
+    if name in ("guard", "flavour_of_context", "allowed_contexts", "TRAINING_CONTEXTS"):
+        from kubelab.kube import guard
+
+        return getattr(guard, name)
+    raise AttributeError(name)
 
 
 def _inline(body: dict[str, Any], kind: str, what: str, origin: Path) -> dict[str, Any]:

@@ -19,6 +19,13 @@ BINDING_NAME = r"^[A-Z][A-Z0-9_]*$"
 BINDING_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
+def check_regex(pattern: str, what: str = "'regex'") -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{what} does not compile: {exc}") from None
+
+
 def check_binding_name(name: str) -> None:
     if not re.match(BINDING_NAME, name):
         raise ValueError(f"capture name {name!r}: use upper case, digits and _ (JOB_NAME)")
@@ -130,10 +137,7 @@ class OutputRules(Strict):
     @model_validator(mode="after")
     def _regex_compiles(self) -> OutputRules:
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"'regex' does not compile: {exc}") from None
+            check_regex(self.regex)
         return self
 
     def problems(self, exit_code: int, output: str) -> list[str]:

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelab.errors import LabFileError
+from kubelab.expect.command import container_command
 from kubelab.lab import model as m
 from kubelab.lab.fields import BINDING_REF
 from kubelab.lab.lesson import Section, lesson_sections
 from kubelab.lab.loader import LoadedLab, load_lab
 
 _SLEEP = re.compile(r"(^|[;&|(`\s])sleep\s+[0-9]")
-_CONTAINER_COMMAND = re.compile(r"\bkubectl\b.*\s(exec|logs|port-forward|cp|attach|top)\s")
 _FILE_FLAGS = {"-f", "--filename", "-k", "--kustomize"}
 ENV_NAMES = {"KUBELAB_WORK", "KUBELAB_LAB"}
 
@@ -220,9 +220,9 @@ def _containers(loaded: LoadedLab) -> list[Finding]:
             if isinstance(action, m.HttpAction):
                 continue
             cmd = m.as_run(action).cmd
-            if _CONTAINER_COMMAND.search(cmd + " "):
+            if why := container_command(cmd):
                 key = "automated" if step.interactive else "run"
                 findings.append(Finding(_step_at(loaded, index, key, j), "warning",
-                                        f"step {step.id}: `{cmd}` needs a running container; "
-                                        "add `requires: [containers]`"))  # fmt: skip
+                                        f"step {step.id}: `{cmd}`: {why}; add "
+                                        "`requires: [containers]`"))  # fmt: skip
     return findings

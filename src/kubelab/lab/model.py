@@ -9,7 +9,6 @@ all with examples.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -23,7 +22,9 @@ from kubelab.lab.fields import (
     Strict,
     Target,
     check_binding_name,
+    check_regex,
 )
+from kubelab.requirements import REQUIREMENT_HELP, REQUIREMENT_PATTERN
 
 API_VERSION = "kubelab.dev/v1beta1"
 # Older formats this kubelab can name (and say what to change) but no longer reads.
@@ -33,32 +34,6 @@ OLD_API_VERSIONS = {
     "shell session; see docs/writing-labs.md, 'From v1alpha1'",
 }
 
-# What a lab or step may need from the cluster. Unmet requirements skip the step, with the reason.
-ADDONS = (
-    "prometheus",
-    "keda",
-    "ingress",
-    "gateway-api",
-    "istio",
-    "argocd",
-    "argo-rollouts",
-    "gatekeeper",
-    "metrics-server",
-)
-REQUIREMENT_PATTERN = (
-    r"^(containers|loadbalancer|metrics-api|default-storageclass|csr-signing|helm"
-    r"|nodes>=[1-9][0-9]?|addon:(" + "|".join(ADDONS) + r"))$"
-)
-REQUIREMENT_HELP = {
-    "containers": "a container runtime that really runs containers (logs, exec, probes, HTTP)",
-    "loadbalancer": "LoadBalancer Services reachable on localhost",
-    "metrics-api": "the metrics API (metrics-server) for kubectl top and the HPA",
-    "default-storageclass": "a default StorageClass that provisions volumes",
-    "csr-signing": "the CertificateSigningRequest API issues client certificates",
-    "helm": "the helm command",
-    "nodes>=N": "at least N nodes",
-    "addon:NAME": "an add-on installed by an earlier lab: " + ", ".join(ADDONS),
-}
 Requirement = Annotated[
     str,
     Field(
@@ -85,10 +60,7 @@ class Run(OutputRules):
     def _captures(self) -> Run:
         for name, pattern in (self.capture or {}).items():
             check_binding_name(name)
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"capture {name}: the regex does not compile: {exc}") from None
+            check_regex(pattern, f"capture {name}: the regex")
         return self
 
 

@@ -1,0 +1,436 @@
+"""The add-ons home: registry, pinned charts, values per flavour, helm command lines, status and
+the addon:NAME requirement — against a fake cluster (the e2e test uses real helm and a real API
+server)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kubelab import addons
+from kubelab.addons import manage
+from kubelab.addons.base import (
+    AddOn,
+    APIServiceAvailable,
+    Chart,
+    CRDEstablished,
+    DeploymentAvailable,
+    merge,
+)
+from kubelab.errors import KubelabError
+from kubelab.flavours import FLAVOURS
+from kubelab.kube.client import UnknownKind
+from kubelab.requirements import ADDONS, REQUIREMENT_PATTERN, Capabilities, is_requirement
+
+
+class FakeKube:
+    """Objects by (kind, namespace, name); list() filters by the label selector's equalities."""
+
+    def __init__(self, objects: list[dict] | None = None, unknown: set[str] | None = None):
+        self.objects = objects or []
+        self.unknown = unknown or set()
+
+    def _of(self, kind: str, namespace: str | None) -> list[dict]:
+        if kind in self.unknown:
+            raise UnknownKind(kind)
+        return [
+            o
+            for o in self.objects
+            if o["kind"] == kind and o["metadata"].get("namespace") == namespace
+        ]
+
+    def get(self, api_version, kind, name, namespace):
+        return next((o for o in self._of(kind, namespace) if o["metadata"]["name"] == name), None)
+
+    def list(self, api_version, kind, namespace, selector=None):
+        wanted = dict(pair.split("=") for pair in (selector or "").split(",") if pair)
+        return [
+            o
+            for o in self._of(kind, namespace)
+            if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+
+
+def deployment(ns: str, name: str, available: int, replicas: int = 1, stale: bool = False):
+    return {
+        "kind": "Deployment",
+        "metadata": {"namespace": ns, "name": name, "generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {
+            "availableReplicas": available,
+            "updatedReplicas": available,
+            "observedGeneration": 1 if stale else 2,
+        },
+    }
+
+
+def apiservice(name: str, available: bool, reason: str = "FailedDiscoveryCheck"):
+    cond = {"type": "Available", "status": "True" if available else "False", "reason": reason}
+    return {"kind": "APIService", "metadata": {"name": name}, "status": {"conditions": [cond]}}
+
+
+def release_secret(ns: str, release: str, revision: int, status: str = "deployed"):
+    labels = {"owner": "helm", "name": release, "status": status, "version": str(revision)}
+    return {"kind": "Secret", "metadata": {"namespace": ns, "name": "x", "labels": labels}}
+
+
+METRICS = addons.get("metrics-server")
+MS_READY = [
+    deployment("kube-system", "metrics-server", 1),
+    apiservice("v1beta1.metrics.k8s.io", True),
+]
+
+
+# --- the registry and the pins ----------------------------------------------------------------
+
+
+def test_registry_lists_metrics_server_and_names_the_known_ones_on_a_typo():
+    assert "metrics-server" in addons.names()
+    assert addons.names() == ADDONS
+    with pytest.raises(KubelabError) as info:
+        addons.get("metric-server")
+    assert "metrics-server" in (info.value.hint or "")
+
+
+def test_every_addon_is_pinned_and_complete():
+    for addon in addons.ADDONS.values():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", addon.chart.version), addon.name
+        assert re.fullmatch(r"\d+\.\d+\.\d+", addon.app_version), addon.name
+        assert addon.chart.repo is None or addon.chart.repo.startswith("https://"), addon.name
+        assert addon.ready, f"{addon.name} has no ready checks"
+        assert set(addon.flavour_values) <= set(FLAVOURS), addon.name
+        assert set(addon.provided_by) <= set(FLAVOURS), addon.name
+        assert all(is_requirement(n) for n in addon.needs), addon.name
+        assert addon.namespace and addon.release and addon.summary
+
+
+def test_metrics_server_pins_a_release_supporting_kubernetes_1_36():
+    # chart 3.13.1 ships metrics-server 0.8.1; 0.8.x supports Kubernetes 1.31+
+    assert (METRICS.chart.name, METRICS.chart.version) == ("metrics-server", "3.13.1")
+    assert METRICS.chart.repo == "https://kubernetes-sigs.github.io/metrics-server/"
+    assert METRICS.app_version == "0.8.1"
+    assert (METRICS.namespace, METRICS.release) == ("kube-system", "metrics-server")
+    assert METRICS.needs == ("containers",)
+
+
+@pytest.mark.parametrize(
+    ("flavour", "insecure"),
+    [
+        ("kind", True),
+        ("docker-desktop", True),
+        ("minikube", True),
+        ("orbstack", True),
+        ("k3d", False),
+        ("unknown", False),
+    ],
+)
+def test_metrics_server_values_per_flavour(flavour, insecure):
+    args = METRICS.values_for(flavour).get("args", [])
+    assert ("--kubelet-insecure-tls" in args) is insecure
+
+
+def test_k3s_based_clusters_and_the_embedded_one_run_metrics_server_themselves():
+    assert {"k3d", "rancher-desktop", "embedded"} <= set(METRICS.provided_by)
+
+
+def test_values_merge_like_helm():
+    base = {"a": {"b": 1, "c": [1]}, "d": 1}
+    assert merge(base, {"a": {"c": [2]}, "e": 3}) == {"a": {"b": 1, "c": [2]}, "d": 1, "e": 3}
+    assert base == {"a": {"b": 1, "c": [1]}, "d": 1}  # not changed in place
+
+
+# --- command lines ----------------------------------------------------------------------------
+
+
+def test_install_command_is_an_idempotent_upgrade_from_the_pinned_repo(tmp_path):
+    values = tmp_path / "v.json"
+    assert manage.install_command(METRICS, values, "helm") == [
+        "helm",
+        "upgrade",
+        "--install",
+        "metrics-server",
+        "metrics-server",
+        "--repo",
+        "https://kubernetes-sigs.github.io/metrics-server/",
+        "--version",
+        "3.13.1",
+        "--namespace",
+        "kube-system",
+        "--create-namespace",
+        "--reset-values",
+        "--values",
+        str(values),
+    ]
+
+
+def test_install_command_for_a_local_chart_has_no_repo(tmp_path):
+    local = AddOn(
+        "t", "test", Chart(str(tmp_path / "chart"), "0.1.0"), "0.1.0", "ns", "rel", ready=()
+    )
+    cmd = manage.install_command(local, tmp_path / "v.json", "helm")
+    assert cmd[:5] == ["helm", "upgrade", "--install", "rel", str(tmp_path / "chart")]
+    assert "--repo" not in cmd
+
+
+def test_uninstall_command():
+    assert manage.uninstall_command(METRICS, "helm") == [
+        "helm",
+        "uninstall",
+        "metrics-server",
+        "--namespace",
+        "kube-system",
+        "--wait",
+    ]
+
+
+# --- checks and status ------------------------------------------------------------------------
+
+
+def test_deployment_check_wants_every_replica_available_for_the_current_spec():
+    check = DeploymentAvailable("ns", "d")
+    assert check.evaluate(FakeKube([deployment("ns", "d", 2, replicas=2)]))[0]
+    assert not check.evaluate(FakeKube([deployment("ns", "d", 1, replicas=2)]))[0]
+    assert not check.evaluate(FakeKube([deployment("ns", "d", 2, replicas=2, stale=True)]))[0]
+    ok, what = check.evaluate(FakeKube())
+    assert not ok and "does not exist" in what
+
+
+def test_apiservice_and_crd_checks_tolerate_an_api_the_cluster_does_not_serve():
+    kube = FakeKube(unknown={"APIService", "CustomResourceDefinition"})
+    assert APIServiceAvailable("v1beta1.metrics.k8s.io").evaluate(kube)[0] is False
+    assert CRDEstablished("x.example.com").evaluate(kube)[0] is False
+    ok, what = APIServiceAvailable("v1beta1.metrics.k8s.io").evaluate(
+        FakeKube([apiservice("v1beta1.metrics.k8s.io", False)])
+    )
+    assert not ok and "FailedDiscoveryCheck" in what
+
+
+KIND = FLAVOURS["kind"]
+
+
+@pytest.mark.parametrize(
+    ("objects", "flavour", "source", "ready"),
+    [
+        ([], "kind", None, False),
+        ([release_secret("kube-system", "metrics-server", 1)], "kind", "kubelab", False),
+        ([release_secret("kube-system", "metrics-server", 1), *MS_READY], "kind", "kubelab", True),
+        ([release_secret("kube-system", "metrics-server", 1, "failed")], "kind", "kubelab", False),
+        (
+            [release_secret("kube-system", "metrics-server", 1, "pending-install"), *MS_READY],
+            "kind",
+            "kubelab",
+            False,
+        ),
+        (  # a failed upgrade leaves the deployed revision running
+            [
+                release_secret("kube-system", "metrics-server", 1),
+                release_secret("kube-system", "metrics-server", 2, "failed"),
+                *MS_READY,
+            ],
+            "kind",
+            "kubelab",
+            True,
+        ),
+        (MS_READY, "kind", "other", True),  # e.g. `minikube addons enable metrics-server`
+        (MS_READY, "k3d", "cluster", True),
+        ([apiservice("v1beta1.metrics.k8s.io", False)], "k3d", "cluster", False),
+        ([], "k3d", "cluster", False),
+    ],
+)
+def test_status(objects, flavour, source, ready):
+    st = manage.status(METRICS, FakeKube(objects), FLAVOURS[flavour])
+    assert (st.source, st.ready) == (source, ready)
+    assert st.describe()
+
+
+def test_status_names_the_helm_revision():
+    objects = [
+        release_secret("kube-system", "metrics-server", 1, "superseded"),
+        release_secret("kube-system", "metrics-server", 3),
+        *MS_READY,
+    ]
+    st = manage.status(METRICS, FakeKube(objects), KIND)
+    assert st.revision == 3
+    assert st.describe().startswith("installed (helm revision 3), ready")
+
+
+# --- the addon:NAME requirement ---------------------------------------------------------------
+
+
+def caps(objects, flavour="kind") -> Capabilities:
+    return Capabilities(FakeKube(objects), FLAVOURS[flavour], 1, "")  # type: ignore[arg-type]
+
+
+def test_requirement_vocabulary_knows_exactly_the_registered_addons():
+    assert re.match(REQUIREMENT_PATTERN, "addon:metrics-server")
+    assert not re.match(REQUIREMENT_PATTERN, "addon:nope")
+    assert is_requirement("nodes>=3") and is_requirement("containers")
+    assert not is_requirement("nodes>=0")
+
+
+def test_addon_requirement_is_met_only_when_installed_and_ready():
+    ok, reason = caps([]).check("addon:metrics-server")
+    assert not ok and "kubelab addons install metrics-server" in reason
+    installed = [release_secret("kube-system", "metrics-server", 1)]
+    ok, reason = caps(installed).check("addon:metrics-server")
+    assert not ok and "not ready" in reason
+    assert caps([*installed, *MS_READY]).check("addon:metrics-server") == (True, "")
+    assert caps(MS_READY, "k3d").check("addon:metrics-server")[0]  # provided by k3s
+    assert not caps([], "k3d").check("addon:metrics-server")[0]  # …unless it is not served
+    assert not caps([]).check("addon:nope")[0]
+
+
+def test_metrics_api_requirement_asks_the_apiservice():
+    assert caps(MS_READY).check("metrics-api")[0]
+    assert not caps([apiservice("v1beta1.metrics.k8s.io", False)]).check("metrics-api")[0]
+
+
+# --- install decisions, without a cluster -----------------------------------------------------
+
+
+@dataclass
+class FakeSession:
+    kube: FakeKube
+    flavour_name: str
+    env: dict[str, str] = field(default_factory=lambda: {"PATH": ""})
+    kubeconfig: Path = Path("/nonexistent")
+    containers: bool | None = None  # as a live node would change it
+
+    @property
+    def flavour(self):
+        flavour = FLAVOURS[self.flavour_name]
+        return flavour if self.containers is None else flavour.replace(containers=self.containers)
+
+    @property
+    def capabilities(self):
+        return Capabilities(self.kube, self.flavour, 1, "")  # type: ignore[arg-type]
+
+    @property
+    def context(self):
+        from kubelab.kube.context import Context
+
+        return Context("kind-x", "c", "https://127.0.0.1:1", "u", None)
+
+
+def _no_helm(*_args, **_kwargs):
+    raise AssertionError("helm must not run here")
+
+
+def test_install_refuses_a_cluster_that_runs_no_containers_before_running_helm(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    with pytest.raises(KubelabError) as info:
+        manage.install(["metrics-server"], FakeSession(FakeKube(), "embedded"), print)  # type: ignore[arg-type]
+    assert "cannot install metrics-server" in info.value.message
+    assert "runs no containers" in info.value.message
+
+
+def test_install_leaves_metrics_server_to_an_embedded_cluster_with_a_real_node(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    said: list[str] = []
+    session = FakeSession(FakeKube(MS_READY), "embedded", containers=True)
+    [st] = manage.install(["metrics-server"], session, said.append)  # type: ignore[arg-type]
+    assert (st.source, st.ready) == ("cluster", True)
+    assert "provides it itself" in said[-1]
+
+
+@pytest.mark.parametrize("flavour", ["k3d", "kind"])
+def test_install_leaves_an_addon_the_cluster_already_serves(monkeypatch, flavour):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    said: list[str] = []
+    [st] = manage.install(["metrics-server"], FakeSession(FakeKube(MS_READY), flavour), said.append)  # type: ignore[arg-type]
+    assert st.ready and st.source in ("cluster", "other")
+    assert "provides it itself" in said[-1] or "nothing to install" in said[-1]
+
+
+def test_install_without_helm_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    with pytest.raises(KubelabError, match="helm is not on PATH"):
+        manage.install(["metrics-server"], FakeSession(FakeKube(), "kind"), print)  # type: ignore[arg-type]
+
+
+def test_install_runs_helm_with_the_flavours_values_and_removes_the_values_file(
+    monkeypatch, tmp_path
+):
+    helm = tmp_path / "helm"
+    helm.write_text("#!/bin/sh\n")
+    helm.chmod(0o755)
+    seen: dict = {}
+
+    def fake_run(cmd, **kwargs):
+        values = Path(cmd[cmd.index("--values") + 1])
+        seen["cmd"], seen["values"] = cmd, json.loads(values.read_text())
+        seen["file"] = values
+
+        class Done:
+            returncode, stdout, stderr = 0, "", ""
+
+        return Done()
+
+    monkeypatch.setattr(manage.subprocess, "run", fake_run)
+    session = FakeSession(FakeKube(), "kind", env={"PATH": str(tmp_path)})
+    [st] = manage.install(["metrics-server"], session, print, wait=False)  # type: ignore[arg-type]
+    assert seen["values"] == {"args": ["--kubelet-insecure-tls"]}
+    assert not seen["file"].exists()
+    assert seen["cmd"][-4:] == ["--kubeconfig", "/nonexistent", "--kube-context", "kind-x"]
+    assert st.source is None  # the fake cluster did not change: nothing claims it is installed
+
+
+def test_install_over_an_interrupted_helm_run_says_how_to_clear_it(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    pending = [release_secret("kube-system", "metrics-server", 1, "pending-install")]
+    with pytest.raises(KubelabError) as info:
+        manage.install(["metrics-server"], FakeSession(FakeKube(pending), "kind"), print)  # type: ignore[arg-type]
+    assert "pending-install (a helm run was cut short)" in info.value.message
+    assert "kubelab addons uninstall metrics-server" in (info.value.hint or "")
+
+
+def test_uninstall_leaves_what_kubelab_did_not_install(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    said: list[str] = []
+    manage.uninstall(["metrics-server"], FakeSession(FakeKube(MS_READY), "k3d"), said.append)  # type: ignore[arg-type]
+    manage.uninstall(["metrics-server"], FakeSession(FakeKube(), "kind"), said.append)  # type: ignore[arg-type]
+    assert "not kubelab's to remove" in said[0]
+    assert said[1] == "metrics-server: not installed"
+
+
+def test_cli_lists_the_pinned_addons(kubelab_cli):
+    proc = kubelab_cli("addons", "list")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "metrics-server 3.13.1 from https://kubernetes-sigs.github.io/metrics-server/" in text
+    assert "(app 0.8.1)" in text
+
+
+def test_cli_unknown_addon_is_a_clear_error(kubelab_cli):
+    proc = kubelab_cli("addons", "install", "metric-server")
+    assert proc.returncode == 2
+    assert "there is no add-on 'metric-server'" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_progress_in_a_log_prints_a_line_per_change_of_state_not_per_second(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from kubelab import cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, force_terminal=False, width=200))
+    say = cli._addon_progress(None)
+    for msg in (
+        "m: installing x",
+        "m: waiting (1s) — 0/1 available",
+        "m: waiting (2s) — 0/1 available",
+        "m: waiting (3s) — 1/1 available",
+    ):
+        say(msg)
+    assert out.getvalue().splitlines() == [
+        "m: installing x",
+        "m: waiting (1s) — 0/1 available",
+        "m: waiting (3s) — 1/1 available",
+    ]
