@@ -108,7 +108,8 @@ def _install_missing_addons(session, lab) -> None:
     missing = [n for n in wanted if not session.capabilities.check(f"addon:{n}")[0]]
     if missing:
         console.print(f"installing the add-ons {', '.join(missing)} first (they outlive the lab)")
-        install(missing, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
+        with console.status("") as line:
+            install(missing, session, _addon_progress(line.update))
 
 
 # --- the course ---------------------------------------------------------------------------------
@@ -407,12 +408,7 @@ def images_load(
         commands = load_commands(session.flavour, session.context.name, app_name)
     if not commands:
         console.print(
-            f"nothing to do: {session.flavour.title} "
-            + (
-                "uses Docker's own image store"
-                if session.flavour.containers
-                else "runs no containers"
-            )
+            f"nothing to do: {session.flavour.title} {escape(session.flavour.images_note)}"
         )
         return
     execute(console, commands, dry_run)

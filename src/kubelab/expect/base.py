@@ -58,12 +58,13 @@ class CheckContext:
         if identity not in self._as:
             from kubelab.kube.client import Kube
             from kubelab.kube.context import current_context
+            from kubelab.kube.guard import same_server
 
             path = self.kubeconfig_of(identity)
             if not path.is_file():
                 raise IdentityError(f"as {identity}: no kubeconfig at {path} (yet)")
             context = current_context(str(path))
-            if context.server.rstrip("/") != self.server.rstrip("/"):
+            if not same_server(context.server, self.server):
                 raise IdentityError(
                     f"as {identity}: its server {context.server} is not this training cluster's "
                     f"({self.server}); kubelab observes only the cluster it checked"
