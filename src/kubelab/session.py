@@ -95,7 +95,7 @@ class Session:
                 "kubectl is not on PATH",
                 "install kubectl (README: prerequisites) or build the cached one: `make tools`",
             )
-        pinned = pinned_kubeconfig(context.name, kubectl)
+        pinned = pinned_kubeconfig(context.name)
         try:
             kube = Kube(pinned, context.name)
             nodes = kube.nodes()

@@ -190,3 +190,16 @@ def test_extraction_reads_only_shell_blocks_joins_continuations_and_keeps_heredo
         (20, "kubectl get pods"),
     ]
     assert [s.step_id for s in lesson_sections(readme)] == [None, "one"]
+
+
+def test_a_lesson_that_is_not_utf8_or_links_outside_is_a_finding(tmp_path):
+    folder = make(tmp_path)
+    (folder / "README.md").write_bytes(LESSON.encode("utf-16"))
+    found = messages(folder)
+    assert len(found) == 1 and "README.md: error: not UTF-8 (byte 0)" in found[0], found
+    (folder / "README.md").unlink()
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text(LESSON)
+    (folder / "README.md").symlink_to(outside)
+    found = messages(folder)
+    assert len(found) == 1 and "a link to a file outside the lab's folder" in found[0], found

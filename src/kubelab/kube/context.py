@@ -111,14 +111,13 @@ def _remove_private(pid: int, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def pinned_kubeconfig(context: str, kubectl: str | None = None) -> Path:
+def pinned_kubeconfig(context: str) -> Path:
     """A private kubeconfig holding only `context`, its cluster and user, flattened (file
     references inlined), with it as the current context; mode 0600 in a private folder.
 
     Built here rather than by `kubectl config view --minify --flatten` so that every odd
-    kubeconfig gives the same clear errors (`kubectl` is accepted for older callers, unused).
+    kubeconfig gives the same clear errors.
     """
-    del kubectl
     merged = kc.load_merged()
     ctx = merged.entry("contexts", context)
     if ctx is None:

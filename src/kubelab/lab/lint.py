@@ -76,7 +76,14 @@ def _lesson(loaded: LoadedLab) -> list[Finding]:
     readme = loaded.folder / "README.md"
     if not readme.is_file():
         return [Finding(str(loaded.folder), "error", "the lab has no lesson (README.md)")]
-    sections = lesson_sections(readme)
+    if not readme.resolve().is_relative_to(loaded.folder.resolve()):
+        why = "a link to a file outside the lab's folder; make it a file of the lab"
+        return [Finding(str(readme), "error", why)]
+    try:
+        sections = lesson_sections(readme)
+    except UnicodeDecodeError as exc:
+        why = f"not UTF-8 (byte {exc.start}); save the lesson as UTF-8"
+        return [Finding(str(readme), "error", why)]
     by_id: dict[str, Section] = {}
     findings = []
     for section in sections:

@@ -32,12 +32,18 @@ class LoadedLab:
 def labs_root() -> Path:
     """$KUBELAB_LABS, else the `labs/` folder of this checkout."""
     try:
-        return paths.labs_root()
+        root = paths.labs_root()
     except paths.NoCheckoutError:
         raise UnknownLabError(
             "cannot find the course's labs/ folder",
             "run kubelab from the kubelab checkout, or set KUBELAB_LABS to its labs/ folder",
         ) from None
+    if not root.is_dir():
+        raise UnknownLabError(
+            f"the labs folder {root} does not exist",
+            "set KUBELAB_LABS to the course's labs/ folder, or unset it",
+        )
+    return root
 
 
 def lab_names(root: Path | None = None) -> list[str]:
