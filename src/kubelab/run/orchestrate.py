@@ -96,7 +96,6 @@ class Runner:
                     result = self.run_step(step)
                     report.steps.append(result)
                     self.progress.step_finished(result)
-                self._close_shell()
                 if not keep:
                     report.cleanup = self.reset()
             except Interrupted as first:
