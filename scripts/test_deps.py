@@ -17,6 +17,17 @@ import sys
 PACKAGES = {
     "rabbitmq-server": "apps/rabbitmq-worker tests (a real broker on loopback)",
     "chromium": "apps/bluegreen-demo tests (a real headless browser)",
+    # the embedded cluster's real node (`kubelab cluster up --real-node`)
+    "libseccomp-dev": "runc's seccomp support (built by `make tools`)",
+    "gcc": "Kubernetes' pause.c, the Pod sandbox image; runc (cgo)",
+    "libc6-dev": "static pause binary",
+    "busybox-static": "the busybox stand-in image",
+    "debootstrap": "the Python base image (Debian bookworm) the apps' Dockerfiles build FROM",
+    "buildah": "builds apps/*/Dockerfile offline",
+    "nftables": "kube-proxy's nftables mode (the `nft` program)",
+    "iptables": "the kubelet's iptables checks",
+    "iproute2": "the node's bridge",
+    "openssl": "the node's certificates",
 }
 
 

@@ -345,16 +345,28 @@ def _known_step(loaded, step_id: str) -> None:
 
 @cluster_app.command("up")
 def cluster_up(
-    nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="kwok nodes")] = 1,
+    nodes: Annotated[
+        int, typer.Option("--nodes", min=0, max=50, help="simulated (kwok) nodes")
+    ] = 1,
     name: NameOpt = "kubelab",
+    real_node: Annotated[
+        bool,
+        typer.Option(
+            "--real-node",
+            help="Also run a real node (kubelet + containerd; Linux and root): containers "
+            "really run. Simulated nodes are then tainted so that Pods land on the real node.",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded cluster and make it the current context (like kind does)."""
     from kubelab.embedded import cluster
     from kubelab.output.terminal import dim_printer
 
-    result = cluster.up(nodes=nodes, name=name, progress=dim_printer(console))
+    result = cluster.up(nodes=nodes, name=name, progress=dim_printer(console), real_node=real_node)
+    real = f", real node [bold]{result.real_node}[/]" if result.real_node else ""
     console.print(
-        f"[green]embedded cluster up[/]: context [bold]{result.context}[/] in {result.seconds:.1f}s"
+        f"[green]embedded cluster up[/]: context [bold]{result.context}[/]{real} in "
+        f"{result.seconds:.1f}s"
     )
 
 
@@ -374,8 +386,12 @@ def cluster_status(name: NameOpt = "kubelab") -> None:
     from kubelab.embedded import cluster
 
     state = cluster.status(name=name)
-    for name, ready in state.nodes:
-        console.print(f"  node {name}: {'[green]Ready[/]' if ready else '[red]NotReady[/]'}")
+    real = cluster.real_node_name(name)
+    for node_name, ready in state.nodes:
+        kind = "real" if node_name == real else "simulated"
+        console.print(
+            f"  node {node_name} ({kind}): {'[green]Ready[/]' if ready else '[red]NotReady[/]'}"
+        )
     console.print(state.message)
     ok = state.api_ok and bool(state.nodes) and all(r for _, r in state.nodes)
     raise typer.Exit(0 if ok else 1)

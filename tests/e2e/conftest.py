@@ -2,6 +2,10 @@
 
 One cluster per test session, with a temporary KUBECONFIG (the user's ~/.kube/config is never
 touched) and a unique name; torn down at the end, checking nothing is left running.
+
+Where the host can (Linux, root, the node's binaries buildable), the session's cluster also has
+the real node (kubelet + containerd), so container steps run for real; KUBELAB_E2E_REAL_NODE=0
+turns it off, =1 makes its absence an error instead of a fallback.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class EmbeddedCluster:
     kubeconfig: Path
     bin_dir: Path
     env: dict[str, str]
+    real_node: str | None = None
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
@@ -47,8 +52,8 @@ class EmbeddedCluster:
         return proc
 
 
-def _ensure_binaries() -> Path:
-    if not build.missing():
+def _ensure_binaries(groups: tuple[str, ...] = ("control-plane",)) -> Path:
+    if not build.missing(groups):
         return build.bin_dir()
     absent = [n for n in build.BINARY_NAMES if not (build.bin_dir() / n).is_file()]
     if absent and shutil.which("go") is None:
@@ -56,24 +61,45 @@ def _ensure_binaries() -> Path:
             f"embedded cluster binaries missing ({', '.join(absent)}) and no Go toolchain to "
             "build them; run `make tools`"
         )
-    return build.ensure_built()
+    return build.ensure_built(groups=groups)
+
+
+def want_real_node() -> bool:
+    """Bring the session's cluster up with the real node? (Linux + root + Go, unless told.)"""
+    from kubelab.embedded import node
+
+    setting = os.environ.get("KUBELAB_E2E_REAL_NODE", "auto")
+    if setting == "0":
+        return False
+    reason = node.unsupported_reason()
+    if reason is None and shutil.which("go") is None and build.missing(("node",)):
+        reason = "the node's binaries are not built and there is no Go toolchain"
+    if reason and setting == "1":
+        pytest.fail(f"KUBELAB_E2E_REAL_NODE=1 but {reason}")
+    return reason is None
 
 
 @pytest.fixture(scope="session")
 def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    bin_dir = _ensure_binaries()
+    real = want_real_node()
+    bin_dir = _ensure_binaries(("control-plane", "node") if real else ("control-plane",))
     kubeconfig_file = tmp_path_factory.mktemp("kubeconfig") / "config"
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kubeconfig_file)
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     try:
-        result = cluster.up(nodes=2, name=name, progress=lambda _msg: None)
+        # two nodes in all: with the real node, one of them is real
+        result = cluster.up(
+            nodes=1 if real else 2, name=name, progress=lambda _msg: None, real_node=real
+        )
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig_file),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        yield EmbeddedCluster(name, result.context, kubeconfig_file, bin_dir, env)
+        yield EmbeddedCluster(
+            name, result.context, kubeconfig_file, bin_dir, env, real_node=result.real_node
+        )
     finally:
         try:
             cluster.down(name=name, progress=lambda _msg: None)

@@ -51,6 +51,9 @@ class Binary:
     module: str  # folder under tools/k8s holding the pinning go.mod
     package: str  # Go main package to build
     ldflags: tuple[str, ...] = ()  # extra -X flags (version strings)
+    group: str = "control-plane"  # "control-plane" (always) or "node" (the real node)
+    cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
+    tags: tuple[str, ...] = ()  # go build -tags
 
 
 def repo_root() -> Path:
@@ -111,6 +114,11 @@ def binaries() -> list[Binary]:
         f"sigs.k8s.io/kwok/pkg/consts.KubeVersion={kube.lstrip('v')}",
     )
     k = tuple(kube_x)
+    containerd = _module_versions("containerd").get("github.com/containerd/containerd/v2", "v0")
+    runc = _module_versions("runc").get("github.com/opencontainers/runc", "v0")
+    ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
+    cni = "github.com/containernetworking/plugins/plugins"
+    ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
         Binary("kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver", k),
         Binary(
@@ -130,7 +138,50 @@ def binaries() -> list[Binary]:
                 "helm.sh/helm/v3/internal/version.gitTreeState=clean",
             ),
         ),
+        # the real node (`kubelab cluster up --real-node`)
+        Binary(
+            "containerd",
+            "containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd",
+            ctrd_x,
+            "node",
+        ),
+        Binary(
+            "containerd-shim-runc-v2",
+            "containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            ctrd_x,
+            "node",
+        ),
+        Binary("ctr", "containerd", "github.com/containerd/containerd/v2/cmd/ctr", ctrd_x, "node"),
+        Binary(
+            "runc",
+            "runc",
+            "github.com/opencontainers/runc",
+            (f"main.version={runc.lstrip('v')}",),
+            "node",
+            cgo=True,
+            tags=("seccomp",),
+        ),
+        Binary("cni/bridge", "cni", f"{cni}/main/bridge", (), "node"),
+        Binary("cni/host-local", "cni", f"{cni}/ipam/host-local", (), "node"),
+        Binary("cni/loopback", "cni", f"{cni}/main/loopback", (), "node"),
+        Binary("cni/portmap", "cni", f"{cni}/meta/portmap", (), "node"),
+        Binary("coredns", "coredns", "github.com/coredns/coredns", (), "node"),
+        Binary(
+            "metrics-server",
+            "metrics-server",
+            "sigs.k8s.io/metrics-server/cmd/metrics-server",
+            (f"sigs.k8s.io/metrics-server/pkg/version.gitVersion={ms}",),
+            "node",
+        ),
+        # last: they share most packages with the control plane (warm build cache by then)
+        Binary("kubelet", "kube", "k8s.io/kubernetes/cmd/kubelet", k, "node"),
+        Binary("kube-proxy", "kube", "k8s.io/kubernetes/cmd/kube-proxy", k, "node"),
     ]
+
+
+GROUPS = ("control-plane", "node")
 
 
 BINARY_NAMES = (
@@ -142,6 +193,20 @@ BINARY_NAMES = (
     "kwok",
     "kwokctl",
     "helm",
+)
+NODE_BINARY_NAMES = (
+    "kubelet",
+    "kube-proxy",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "cni/bridge",
+    "cni/host-local",
+    "cni/loopback",
+    "cni/portmap",
+    "coredns",
+    "metrics-server",
 )
 
 
@@ -159,7 +224,7 @@ def bin_dir() -> Path:
 
 
 def _stamp_path(name: str) -> Path:
-    return bin_dir() / ".stamps" / f"{name}.json"
+    return bin_dir() / ".stamps" / f"{name.replace('/', '_')}.json"
 
 
 def _go() -> str:
@@ -188,7 +253,8 @@ def _fingerprint(b: Binary, go_version: str) -> str:
     for f in ("go.mod", "go.sum"):
         p = mod / f
         h.update(p.read_bytes() if p.exists() else b"")
-    h.update("\0".join([b.package, *b.ldflags, go_version, "v1"]).encode())
+    extra = ["cgo" if b.cgo else "", *b.tags] if (b.cgo or b.tags) else []
+    h.update("\0".join([b.package, *b.ldflags, *extra, go_version, "v1"]).encode())
     return h.hexdigest()
 
 
@@ -199,7 +265,7 @@ def _read_stamp(name: str) -> dict[str, object]:
         return {}
 
 
-def missing() -> list[str]:
+def missing(groups: tuple[str, ...] = ("control-plane",)) -> list[str]:
     """Names of binaries that are absent, or were built from another pin than the current one.
 
     Works without Go (and without the repository): then only presence is checked.
@@ -207,6 +273,8 @@ def missing() -> list[str]:
     out: list[str] = []
     have_pins = (tools_dir() / "kube" / "go.mod").exists() and shutil.which("go") is not None
     for b in binaries():
+        if b.group not in groups:
+            continue
         path = bin_dir() / b.name
         built = path.is_file() and os.access(path, os.X_OK)
         current = not have_pins or (
@@ -226,12 +294,20 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     mod = tools_dir() / b.module
     if not (mod / "go.mod").exists():
         raise BuildError(f"pin module {mod}/go.mod not found", "run from a kubelab checkout")
-    dest_dir = bin_dir()
-    (dest_dir / ".stamps").mkdir(parents=True, exist_ok=True)
-    tmp = dest_dir / f".{b.name}.{os.getpid()}.tmp"
+    dest = bin_dir() / b.name
+    (bin_dir() / ".stamps").mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.tmp"
     ldflags = " ".join(["-s", "-w", *(f"-X {x}" for x in b.ldflags)])
-    cmd = [go, "build", "-p", "2", "-trimpath", f"-ldflags={ldflags}", "-o", str(tmp), b.package]
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": os.environ.get("GOFLAGS", "-mod=readonly")}
+    cmd = [go, "build", "-p", "2", "-trimpath", f"-ldflags={ldflags}"]
+    if b.tags:
+        cmd.append("-tags=" + ",".join(b.tags))
+    cmd += ["-o", str(tmp), b.package]
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "1" if b.cgo else "0",
+        "GOFLAGS": os.environ.get("GOFLAGS", "-mod=readonly"),
+    }
     progress(f"building {b.name} ({b.package}) ...")
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=mod, env=env, capture_output=True, text=True)
@@ -243,8 +319,8 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
             f"go build of {b.name} failed (exit {proc.returncode}):\n{tail}",
             "check that the Go module proxy is reachable, then " + HINT,
         )
-    os.replace(tmp, dest_dir / b.name)
-    size = (dest_dir / b.name).stat().st_size
+    os.replace(tmp, dest)
+    size = dest.stat().st_size
     stamp = {
         "fingerprint": _fingerprint(b, _go_version()),
         "package": b.package,
@@ -257,16 +333,25 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     return seconds, size
 
 
-def ensure_built(progress: Callable[[str], object] = print) -> Path:
+def ensure_built(
+    progress: Callable[[str], object] = print, groups: tuple[str, ...] = ("control-plane",)
+) -> Path:
     """Build whatever is missing or stale; return the bin dir. Idempotent.
 
     Concurrent callers (two terminals, a test session and `make tools`) serialise on a lock
-    file, so a binary is built once.
+    file per group, so a binary is built once.
     """
-    if not missing():
-        return bin_dir()
+    for group in groups:
+        _ensure_group(group, progress)
+    return bin_dir()
+
+
+def _ensure_group(group: str, progress: Callable[[str], object]) -> None:
+    if not missing((group,)):
+        return
     bin_dir().mkdir(parents=True, exist_ok=True)
-    with open(bin_dir() / ".build.lock", "w") as lock:
+    lock_name = ".build.lock" if group == "control-plane" else f".build-{group}.lock"
+    with open(bin_dir() / lock_name, "w") as lock:
         try:
             import fcntl
 
@@ -277,21 +362,21 @@ def ensure_built(progress: Callable[[str], object] = print) -> Path:
                 fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - not POSIX
             pass
-        todo = set(missing())
+        todo = set(missing((group,)))
         total = 0.0
         for b in binaries():
             if b.name in todo:
                 seconds, _ = build_one(b, progress)
                 total += seconds
         if todo:
-            progress(f"built {len(todo)} binaries in {total:.0f}s into {bin_dir()}")
-    return bin_dir()
+            progress(f"built {len(todo)} {group} binaries in {total:.0f}s into {bin_dir()}")
 
 
-def describe() -> list[str]:
+def describe(groups: tuple[str, ...] = GROUPS) -> list[str]:
     lines = []
-    todo = set(missing())
-    for name in BINARY_NAMES:
+    todo = set(missing(groups))
+    names = [*BINARY_NAMES, *NODE_BINARY_NAMES] if "node" in groups else list(BINARY_NAMES)
+    for name in names:
         path = bin_dir() / name
         if name in todo:
             state = "stale" if path.exists() else "missing"
@@ -310,14 +395,22 @@ def main(argv: list[str] | None = None) -> int:
         "into the kubelab cache (incremental).",
     )
     parser.add_argument("--list", action="store_true", help="show what is built; build nothing")
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=GROUPS,
+        help="build only this group (repeatable); default: all (control-plane, then node: "
+        "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server)",
+    )
     args = parser.parse_args(argv)
+    groups = tuple(args.group) if args.group else GROUPS
     try:
         if args.list:
-            for line in describe():
+            for line in describe(groups):
                 print(line)
         else:
             start = time.monotonic()
-            ensure_built(lambda msg: print(msg, flush=True))
+            ensure_built(lambda msg: print(msg, flush=True), groups)
             print(f"all binaries up to date ({time.monotonic() - start:.0f}s)")
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -68,6 +68,7 @@ class UpResult:
     seconds: float
     nodes: list[str] = field(default_factory=list)
     already_running: bool = False
+    real_node: str | None = None  # name of the real node (kubelet + containerd), if any
 
 
 @dataclass
@@ -467,19 +468,69 @@ def _wait_nodes(name: str, count: int, deadline: float) -> StatusResult:
     )
 
 
-def up(nodes: int = 1, name: str = DEFAULT_NAME, progress: Progress = print) -> UpResult:
-    """Start the embedded cluster with `nodes` Ready kwok nodes and make its context current."""
+def has_real_node(name: str = DEFAULT_NAME) -> bool:
+    """Was this cluster made with a real node (its node folder exists)?"""
+    from kubelab.embedded import node
+
+    return node.Paths(name).root.exists()
+
+
+def real_node_name(name: str = DEFAULT_NAME) -> str | None:
+    """The name of this cluster's real node (None when all its nodes are simulated)."""
+    from kubelab.embedded import node
+
+    return node.NODE_NAME if has_real_node(name) else None
+
+
+def up(
+    nodes: int = 1,
+    name: str = DEFAULT_NAME,
+    progress: Progress = print,
+    real_node: bool = False,
+    apps_root: Path | None = None,
+) -> UpResult:
+    """Start the embedded cluster with `nodes` Ready kwok nodes and make its context current.
+
+    With ``real_node`` (Linux + root), also a real node (kubelet + containerd, see
+    :mod:`kubelab.embedded.node`) labelled ``kubelab.dev/node=real``; the simulated nodes are
+    then tainted ``kwok.x-k8s.io/node=fake:NoSchedule`` so that Pods land on the real node.
+    If starting the real node fails (or is interrupted), the whole cluster is removed again.
+    """
     _check_name(name)
-    if nodes < 1:
+    if nodes < 0 or (nodes < 1 and not real_node):
         raise EmbeddedClusterError(f"--nodes must be at least 1 (got {nodes})")
     start = time.monotonic()
     bins = _require_binaries()
     ctx = context_name(name)
     cdir = cluster_dir(name)
+    if real_node:
+        from kubelab.embedded import node
+
+        node.preflight(name)
+        if (cdir / "kwok.yaml").exists() and not has_real_node(name):
+            raise EmbeddedClusterError(
+                f"cluster {name} is running without a real node",
+                f"`kubelab cluster down --name {name}`, then `kubelab cluster up --real-node`",
+            )
+    elif has_real_node(name):
+        real_node = True  # `up` again on a real-node cluster keeps its node
 
     if (cdir / "kwok.yaml").exists():
         st = _status_from(private_kubeconfig(name), ctx)
-        if st.api_ok:
+        if st.api_ok and real_node:
+            from kubelab.embedded import node
+
+            if node.active_cluster() == name and node.is_running(name):
+                path = _merge_into_user_kubeconfig(name)
+                progress(f"cluster {name} is already running ({st.message}); context {ctx}")
+                return UpResult(
+                    name, ctx, path, _server(name), time.monotonic() - start,
+                    [n for n, _ in st.nodes], already_running=True, real_node=node.NODE_NAME,
+                )  # fmt: skip
+            # a half-started real node (interrupted `up`): start it again from scratch
+            progress(f"cluster {name}: the real node is not running; recreating the cluster")
+            down(name, progress)
+        elif st.api_ok:
             if len(st.nodes) < nodes:
                 _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
                 st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
@@ -510,6 +561,11 @@ def up(nodes: int = 1, name: str = DEFAULT_NAME, progress: Progress = print) -> 
     if not (cdir / "kwok.yaml").exists():
         progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
         pki = cdir / "pki"
+        node_args: list[str] = []
+        if real_node:
+            from kubelab.embedded import node
+
+            node_args = node.control_plane_args(name, pki)
         args = [
             "--config", str(_kwokctl_config()),
             "create", "cluster",
@@ -527,15 +583,45 @@ def up(nodes: int = 1, name: str = DEFAULT_NAME, progress: Progress = print) -> 
             "--extra-args", f"kube-controller-manager=cluster-signing-cert-file={pki / 'ca.crt'}",
             "--extra-args", f"kube-controller-manager=cluster-signing-key-file={pki / 'ca.key'}",
             "--extra-args", "kube-controller-manager=use-service-account-credentials=true",
+            *node_args,
         ]  # fmt: skip
         _kwokctl(name, args, CREATE_TIMEOUT_S)
-    progress(f"adding {nodes} node(s) ...")
-    _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
+    progress(f"adding {nodes} simulated node(s) ...")
+    scale = ["scale", "node", "--replicas", str(nodes)]
+    if real_node:  # fake nodes get no routable InternalIP (192.0.2.x is this VM's gateway)
+        scale += ["--param", ".nodeIPs=[]"]
+    _kwokctl(name, scale, 60)
     st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+    real_name = None
+    if real_node:
+        from kubelab.embedded import node
+
+        try:
+            result = node.start(
+                name,
+                private_kubeconfig(name),
+                _server(name),
+                cdir / "pki",
+                apps_root or _apps_root(),
+                progress,
+            )
+        except BaseException:
+            progress(f"the real node did not start; removing cluster {name} again")
+            with contextlib.suppress(Exception):
+                down(name, progress)
+            raise
+        real_name = result.name
+        st = _wait_nodes(name, nodes + 1, time.monotonic() + READY_TIMEOUT_S)
     path = _merge_into_user_kubeconfig(name)
     seconds = time.monotonic() - start
     progress(f"cluster {name} ready in {seconds:.1f}s: {st.message}; context {ctx} in {path}")
-    return UpResult(name, ctx, path, _server(name), seconds, [n for n, _ in st.nodes])
+    return UpResult(
+        name, ctx, path, _server(name), seconds, [n for n, _ in st.nodes], real_node=real_name
+    )
+
+
+def _apps_root() -> Path:
+    return build.repo_root() / "apps"
 
 
 def _server(name: str) -> str:
@@ -548,6 +634,16 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
     _check_name(name)
     ctx = context_name(name)
     cdir = cluster_dir(name)
+    if has_real_node(name):
+        from kubelab.embedded import node
+
+        progress(f"stopping the real node of cluster {name} ...")
+        problems = node.stop(name, progress)
+        if problems:
+            raise EmbeddedClusterError(
+                f"the real node of cluster {name} did not stop cleanly: " + "; ".join(problems),
+                "see the problems above, then run `kubelab cluster down` again",
+            )
     if cdir.exists():
         pids, ports = cluster_footprint(name)
         ports |= _config_ports(name)
