@@ -10,8 +10,9 @@ APP_PROJECTS := $(sort $(wildcard apps/*/pyproject.toml))
 help:
 	@echo "make up         check the machine, pick (or start) a training cluster, run the first lab"
 	@echo "make test       lint + every test, the embedded-cluster end-to-end ones included (= CI)"
-	@echo "make tools      build kubectl, helm, the API server, etcd and kwok into the cache"
-	@echo "make test-deps  install the servers the tests talk to (RabbitMQ, Chromium; needs root)"
+	@echo "make tools      build kubectl, helm, the control plane, kwok and (Linux) the real node's"
+	@echo "                binaries and images into the cache"
+	@echo "make test-deps  install what the tests need from Debian (RabbitMQ, Chromium, buildah, ...)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 
 # One virtualenv for the tool and every app (each app still has its own pyproject for its image).
@@ -28,6 +29,7 @@ up: venv
 
 tools: venv
 	$(BIN)/python tools/build_k8s.py
+	$(BIN)/python -m kubelab.embedded.node
 
 test-deps: venv
 	$(BIN)/python scripts/test_deps.py

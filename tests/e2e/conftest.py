@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.embedded import build, cluster
+from kubelab.embedded import build, cluster, hoststate
 
 
 @dataclass
@@ -87,6 +87,7 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embed
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kubeconfig_file)
     name = f"e2e-{uuid.uuid4().hex[:6]}"
+    host_before = hoststate.snapshot() if real else None
     try:
         # two nodes in all: with the real node, one of them is real
         result = cluster.up(
@@ -105,6 +106,10 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embed
             cluster.down(name=name, progress=lambda _msg: None)
             procs, ports = cluster.cluster_footprint(name)
             assert not procs and not ports, f"left behind: {procs} {ports}"
+            if host_before is not None:
+                # the real node left the host as it found it (see hoststate.snapshot)
+                changed = hoststate.diff(host_before, hoststate.snapshot())
+                assert not changed, f"the real node changed the host: {changed}"
         finally:
             if saved is None:
                 os.environ.pop("KUBECONFIG", None)

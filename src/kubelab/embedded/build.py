@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server)",
     )
     args = parser.parse_args(argv)
-    groups = tuple(args.group) if args.group else GROUPS
+    # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
+    default = GROUPS if sys.platform == "linux" else ("control-plane",)
+    groups = tuple(args.group) if args.group else default
     try:
         if args.list:
             for line in describe(groups):

@@ -133,12 +133,20 @@ options:
 """
 
 
-def _kwokctl_config() -> Path:
-    path = workdir() / "kubelab-kwokctl.yaml"
-    if not path.exists() or path.read_text() != KWOKCTL_CONFIG:
+def _kwokctl_config(real_node_of: str | None = None) -> Path:
+    """kwokctl's --config; a cluster with a real node has its own (see node.kwokctl_config)."""
+    text = KWOKCTL_CONFIG
+    name = "kubelab-kwokctl.yaml"
+    if real_node_of:
+        from kubelab.embedded import node
+
+        text = node.kwokctl_config(real_node_of, cluster_dir(real_node_of) / "pki")
+        name = f"kubelab-kwokctl-{real_node_of}.yaml"
+    path = workdir() / name
+    if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(KWOKCTL_CONFIG)
+        tmp.write_text(text)
         os.replace(tmp, path)
     return path
 
@@ -561,13 +569,8 @@ def up(
     if not (cdir / "kwok.yaml").exists():
         progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
         pki = cdir / "pki"
-        node_args: list[str] = []
-        if real_node:
-            from kubelab.embedded import node
-
-            node_args = node.control_plane_args(name, pki)
         args = [
-            "--config", str(_kwokctl_config()),
+            "--config", str(_kwokctl_config(name if real_node else None)),
             "create", "cluster",
             "--runtime", "binary",
             "--kube-apiserver-binary", str(bins / "kube-apiserver"),
@@ -583,7 +586,6 @@ def up(
             "--extra-args", f"kube-controller-manager=cluster-signing-cert-file={pki / 'ca.crt'}",
             "--extra-args", f"kube-controller-manager=cluster-signing-key-file={pki / 'ca.key'}",
             "--extra-args", "kube-controller-manager=use-service-account-credentials=true",
-            *node_args,
         ]  # fmt: skip
         _kwokctl(name, args, CREATE_TIMEOUT_S)
     progress(f"adding {nodes} simulated node(s) ...")
@@ -667,6 +669,7 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
             )
         if cdir.exists():  # kwokctl removes it; a failed create may leave it
             shutil.rmtree(cdir, ignore_errors=True)
+        (workdir() / f"kubelab-kwokctl-{name}.yaml").unlink(missing_ok=True)
     else:
         progress(f"no cluster {name} is running")
     kubeconfig.remove(ctx)

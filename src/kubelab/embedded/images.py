@@ -10,7 +10,6 @@ What is made here, cached under ``<kubelab cache>/images/``:
   k8s.io/kubernetes) compiled with ``gcc -Os -static``; containerd's sandbox image.
 - busybox: Debian's ``busybox-static`` with a link per applet; a **stand-in** for
   ``docker.io/library/busybox:<tag>`` that exists only inside the CI node.
-- coredns and metrics-server: the binaries built by tools/build_k8s.py, alone in an image.
 - the Python base: ``debootstrap --variant=minbase`` of Debian bookworm with python3 (the same
   Python minor as the apps' pinned ``python:3.11-slim-bookworm`` base), cached as a tarball.
 - the course's apps: ``buildah bud`` of each ``apps/<app>/Dockerfile`` with
@@ -47,8 +46,16 @@ BUSYBOX_TAG = "1.37.0"  # the tag the labs name; the content is Debian's busybox
 BUSYBOX_IMAGE = f"docker.io/library/busybox:{BUSYBOX_TAG}"
 BASE_SUITE = "bookworm"
 BASE_IMAGE = "localhost/kubelab/python-base:3.11-bookworm"
-# python-is-python3: the Dockerfiles call `python`; passwd: groupadd/useradd
-BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "passwd", "ca-certificates")
+# the Dockerfiles call `python` (python-is-python3), `python -m venv` (python3-venv),
+# groupadd/useradd (passwd)
+BASE_PACKAGES = (
+    "python3",
+    "python3-pip",
+    "python3-venv",
+    "python-is-python3",
+    "passwd",
+    "ca-certificates",
+)
 # cached builds are redone when this changes
 RECIPE_VERSION = "1"
 
@@ -323,28 +330,6 @@ def busybox_image() -> BuiltImage:
         write_image(archive, BUSYBOX_IMAGE, [_layer_from_entries(entries)], ImageConfig(cmd=["sh"]))
         _stamp(archive, key)
     return BuiltImage(BUSYBOX_IMAGE, archive, stand_in=True)
-
-
-def binary_image(name: str, ref: str, args: list[str] | None = None) -> BuiltImage:
-    """An image holding only one of our built binaries (coredns, metrics-server)."""
-    binary = build.bin_dir() / name
-    archive = images_dir() / f"{name}.tar"
-    key = _key(binary, ref)
-    if not _fresh(archive, key):
-        entries = [
-            Entry(name, binary.read_bytes(), 0o755),
-            Entry("etc/passwd", b"nonroot:x:65532:65532::/:/sbin/nologin\n"),
-            Entry("etc/group", b"nonroot:x:65532:\n"),
-            Entry("tmp", None, 0o1777),
-        ]
-        write_image(
-            archive,
-            ref,
-            [_layer_from_entries(entries)],
-            ImageConfig(entrypoint=[f"/{name}", *(args or [])], user="65532"),
-        )
-        _stamp(archive, key)
-    return BuiltImage(ref, archive)
 
 
 # ---------------------------------------------------------------- the Python base and the apps

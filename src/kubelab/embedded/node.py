@@ -362,37 +362,49 @@ def prepare_pki(cluster: str) -> dict[str, Path]:
     return {"node_ca": ca[0], "apiserver_client_crt": client[0], "apiserver_client_key": client[1]}
 
 
-def control_plane_args(cluster: str, cluster_pki: Path) -> list[str]:
-    """kwokctl --extra-args for a control plane that has a real node (passed at create)."""
+def kwokctl_config(cluster: str, cluster_pki: Path) -> str:
+    """kwokctl's --config for a control plane that has a real node (used at create).
+
+    The extra component flags go in ``componentsPatches`` rather than ``--extra-args``:
+    kwokctl v0.8 indexes repeated --extra-args of a second component wrongly and panics.
+    """
     p = prepare_pki(cluster)
     args = {
         "kube-apiserver": [
-            f"kubelet-client-certificate={p['apiserver_client_crt']}",
-            f"kubelet-client-key={p['apiserver_client_key']}",
-            f"kubelet-certificate-authority={p['node_ca']}",
-            "kubelet-preferred-address-types=InternalIP",
-            f"service-cluster-ip-range={SERVICE_CIDR}",
+            ("kubelet-client-certificate", p["apiserver_client_crt"]),
+            ("kubelet-client-key", p["apiserver_client_key"]),
+            ("kubelet-certificate-authority", p["node_ca"]),
+            ("kubelet-preferred-address-types", "InternalIP"),
+            ("service-cluster-ip-range", SERVICE_CIDR),
             # metrics-server (an aggregated API) trusts the API server's front-proxy identity
-            f"requestheader-client-ca-file={cluster_pki / 'ca.crt'}",
-            "requestheader-allowed-names=kwok-admin",
-            "requestheader-username-headers=X-Remote-User",
-            "requestheader-group-headers=X-Remote-Group",
-            "requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "enable-aggregator-routing=true",
+            ("requestheader-client-ca-file", cluster_pki / "ca.crt"),
+            ("requestheader-allowed-names", "kwok-admin"),
+            ("requestheader-username-headers", "X-Remote-User"),
+            ("requestheader-group-headers", "X-Remote-Group"),
+            ("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+            ("enable-aggregator-routing", "true"),
         ],
-        "kube-controller-manager": [f"service-cluster-ip-range={SERVICE_CIDR}"],
-        # kwok fakes only the nodes it made; the kubelet owns the real one
+        "kube-controller-manager": [("service-cluster-ip-range", SERVICE_CIDR)],
+        # kwok fakes only the nodes it made (they carry this annotation); the kubelet owns the
+        # real one, also while it is briefly away. Fake nodes report 127.0.0.1, not 192.0.2.x.
         "kwok-controller": [
-            "manage-all-nodes=false",
-            "manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "node-ip=127.0.0.1",
+            ("manage-all-nodes", "false"),
+            ("manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake"),
+            ("node-ip", "127.0.0.1"),
         ],
     }
-    out = []
+    patches = []
     for component, flags in args.items():
-        for flag in flags:
-            out += ["--extra-args", f"{component}={flag}"]
-    return out
+        patches.append(
+            {"name": component, "extraArgs": [{"key": k, "value": str(v)} for k, v in flags]}
+        )
+    doc = {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {"bindAddress": "127.0.0.1"},
+        "componentsPatches": patches,
+    }
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def _kubeconfig(path: Path, server: str, ca: Path, crt: Path, key: Path, user: str) -> Path:
@@ -730,25 +742,10 @@ class NodeResult:
 def ensure_images(apps_root: Path, progress: Progress = print) -> list[images.BuiltImage]:
     """Every image the node imports (built once, cached)."""
     runc = build.bin_dir() / "runc"
-    out = [
-        images.pause_image(),
-        images.busybox_image(),
-        images.binary_image("coredns", "localhost/kubelab/coredns:" + _version("coredns")),
-        images.binary_image(
-            "metrics-server", "localhost/kubelab/metrics-server:" + _version("metrics-server")
-        ),
-    ]
+    out = [images.pause_image(), images.busybox_image()]
     for app in images.app_images(apps_root):
         out.append(images.app_image(app, runc, progress))
     return out
-
-
-def _version(module: str) -> str:
-    versions = build._module_versions(module)
-    for mod, version in versions.items():
-        if mod.rsplit("/", 1)[-1] == module or mod.endswith(f"/{module}"):
-            return version
-    return "latest"
 
 
 def start(
@@ -1077,3 +1074,29 @@ def _remove_cgroups(paths: Paths, saved: dict[str, object]) -> list[str]:
 def is_running(cluster: str) -> bool:
     paths = Paths(cluster)
     return all(_alive_pid(paths, p) for p in PROCESSES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kubelab.embedded.node`: build the node's images now (what `make tools` runs),
+    so that the first `cluster up --real-node` only imports them. A no-op where no real node
+    can run (not Linux, not root)."""
+    reason = unsupported_reason()
+    if reason:
+        print(f"real node images: skipped ({reason})")
+        return 0
+    start = time.monotonic()
+    try:
+        built = ensure_images(build.repo_root() / "apps", lambda msg: print(msg, flush=True))
+    except KubelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = sum(b.archive.stat().st_size for b in built)
+    print(
+        f"real node images up to date ({len(built)} images, {size / 1e6:.0f} MB, "
+        f"{time.monotonic() - start:.0f}s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main(sys.argv[1:]))
