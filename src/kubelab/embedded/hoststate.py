@@ -46,6 +46,7 @@ HOST_PATHS = (
     "/var/run/kubelab",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+KUBE_CGROUPS = ("kubelab", "k8s.io", "kubepods", "system.slice", "kube")
 
 
 def _sysctl_path(key: str) -> Path:
@@ -175,9 +176,10 @@ def _processes() -> list[str]:
             continue
         try:
             comm = (proc / "comm").read_text().strip()
-        except OSError:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if names.match(comm):
+        if names.match(comm) and state != "Z":  # a zombie has let go of everything
             out.append(comm)
     return sorted(out)
 
@@ -199,7 +201,11 @@ def snapshot() -> dict[str, object]:
         .splitlines(),
         "nft_tables": nft_tables(),
         "nft_chains": nft_chains(),
-        "cgroups": {c: sorted(cgroup_children(c)) for c in cgroup_controllers()},
+        # only what Kubernetes and containerd name (build tools make short-lived ones)
+        "cgroups": {
+            c: sorted(n for n in cgroup_children(c) if n.startswith(KUBE_CGROUPS))
+            for c in cgroup_controllers()
+        },
         "sysctls": sysctls,
         "listening": _listening(),
         "paths": {p: os.path.lexists(p) for p in HOST_PATHS},

@@ -373,14 +373,11 @@ def base_image() -> BuiltImage:
     """The Python base as an image archive (one layer: the debootstrap rootfs)."""
     tarball = base_rootfs()
     archive = images_dir() / "python-base.tar"
-    key = _key(tarball.with_suffix(".stamp"), BASE_IMAGE)
+    # the same PATH and LANG as the python:3.11-slim images
+    config = ImageConfig(cmd=["python3"], env=[DEFAULT_PATH, "LANG=C.UTF-8"])
+    key = _key(tarball.with_suffix(".stamp"), BASE_IMAGE, config)
     if not _fresh(archive, key):
-        write_image(
-            archive,
-            BASE_IMAGE,
-            [tarball.read_bytes()],
-            ImageConfig(cmd=["python3"], env=["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]),
-        )
+        write_image(archive, BASE_IMAGE, [tarball.read_bytes()], config)
         _stamp(archive, key)
     return BuiltImage(BASE_IMAGE, archive)
 

@@ -269,7 +269,12 @@ def _start(paths: Paths, proc: str, cmd: list[str]) -> int:
     )
     log.close()
     _pid_file(paths, proc).write_text(f"{child.pid}\n")
+    _children[proc] = child
     return child.pid
+
+
+# the processes this Python process started (to report how one ended)
+_children: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, paths: Paths, log: str) -> None:
@@ -284,7 +289,13 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, paths: Paths, lo
     with contextlib.suppress(OSError):
         lines = (paths.logs / f"{log}.log").read_text(errors="replace").splitlines()
         tail = "\n  ".join(line[:300] for line in lines[-12:])
-    state = "exited" if not _alive_pid(paths, log) else f"not ready after {timeout:.0f}s"
+    state = f"not ready after {timeout:.0f}s"
+    child = _children.get(log)
+    if child is not None and child.poll() is not None:
+        code = child.returncode
+        state = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
+    elif not _alive_pid(paths, log):
+        state = "is gone"
     raise RealNodeError(
         f"{what}: {log} {state}; last lines of {paths.logs / (log + '.log')}:\n  {tail}",
         "`kubelab cluster down` removes everything that was started",
@@ -852,6 +863,7 @@ def start(
         "--kubelet-preferred-address-types=InternalIP",
         "--kubelet-use-node-status-port",
         "--metric-resolution=15s",
+        f"--node-selector={NODE_LABEL[0]}={NODE_LABEL[1]}",  # kwok nodes have no kubelet
     ])  # fmt: skip
     _wait("kube-proxy", lambda: _http_ok(KUBE_PROXY_HEALTHZ_PORT, "/healthz"), 30, paths,
           "kube-proxy")  # fmt: skip
@@ -944,6 +956,8 @@ def stop(cluster: str, progress: Progress = print) -> list[str]:
             hoststate.write_sysctl(key, value)
     for path, existed in (saved.get("paths") or {}).items():  # type: ignore[union-attr]
         if not existed and os.path.lexists(path):
+            # containerd makes /run/netns a shared bind mount of itself
+            problems += _unmount_under((path,))
             shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -989,26 +1003,49 @@ def _kill_cgroup_tasks(paths: Paths) -> None:
         time.sleep(0.1)
 
 
-def _kill_shims(paths: Paths) -> None:
+def _shims(paths: Paths) -> list[int]:
+    """containerd-shim-runc-v2 processes of this node (they name its socket), not zombies."""
     needle = str(paths.containerd_sock).encode()
+    out = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if needle in (proc / "cmdline").read_bytes():
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            if needle not in (proc / "cmdline").read_bytes():
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(int(proc.name))
+        except (OSError, IndexError):
             continue
+    return out
+
+
+def _kill_shims(paths: Paths) -> None:
+    deadline = time.monotonic() + 10
+    while (shims := _shims(paths)) and time.monotonic() < deadline:
+        for pid in shims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 def _unmount(paths: Paths) -> list[str]:
-    roots = (str(paths.root) + "/", str(paths.containerd_state) + "/")
+    return _unmount_under((str(paths.root), str(paths.containerd_state)))
+
+
+def _unmount_under(folders: tuple[str, ...]) -> list[str]:
+    """Unmount everything at or below these folders, deepest first."""
+    roots = tuple(f.rstrip("/") + "/" for f in folders)
+
+    def ours(point: str) -> bool:
+        return point.startswith(roots) or point + "/" in roots
+
     problems = []
     for _ in range(3):
         mounts = []
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             point = line.split()[4].replace("\\040", " ")
-            if point.startswith(roots):
+            if ours(point):
                 mounts.append(point)
         if not mounts:
             return []
@@ -1019,7 +1056,7 @@ def _unmount(paths: Paths) -> list[str]:
     left = [
         line.split()[4]
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(roots)
+        if ours(line.split()[4])
     ]
     if left:
         problems.append(f"mounts left: {', '.join(left[:5])}")
