@@ -123,32 +123,99 @@ def _env(name: str) -> dict[str, str]:
     }
 
 
-# Every component listens on loopback only (kwokctl's default is 0.0.0.0, which would expose
-# etcd without authentication to the network).
-KWOKCTL_CONFIG = """\
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokctlConfiguration
-options:
-  bindAddress: 127.0.0.1
-"""
+# The ports kubelab chooses for each cluster (kwokctl's own choice collided when two clusters
+# were created at once).
+PORT_OPTIONS = (
+    "kubeApiserverPort",
+    "etcdPort",
+    "etcdPeerPort",
+    "kubeControllerManagerPort",
+    "kubeSchedulerPort",
+    "kwokControllerPort",
+)
 
 
-def _kwokctl_config(real_node_of: str | None = None) -> Path:
-    """kwokctl's --config; a cluster with a real node has its own (see node.kwokctl_config)."""
-    text = KWOKCTL_CONFIG
-    name = "kubelab-kwokctl.yaml"
-    if real_node_of:
+def _free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (the kernel picks them, so two callers differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def kwokctl_config(name: str, ports: dict[str, int], real_node: bool) -> str:
+    """kwokctl's --config for this cluster: loopback only, kubelab's ports, and the flags that
+    make it safe (separate keys, etcd with client certificates; see kubelab.embedded.pki).
+
+    Component flags go in ``componentsPatches``: kwokctl v0.8 indexes repeated ``--extra-args``
+    of a second component wrongly and panics.
+    """
+    from kubelab.embedded import pki
+
+    folder = cluster_dir(name) / "pki"
+    p = pki.control_plane(folder, name)
+    etcd = f"https://127.0.0.1:{ports['etcdPort']}"
+    peer = f"https://127.0.0.1:{ports['etcdPeerPort']}"
+    flags: dict[str, list[tuple[str, object]]] = {
+        "etcd": [
+            ("listen-client-urls", etcd),
+            ("advertise-client-urls", etcd),
+            ("cert-file", p["etcd_crt"]),
+            ("key-file", p["etcd_key"]),
+            ("trusted-ca-file", p["etcd_ca"]),
+            ("client-cert-auth", "true"),
+            ("listen-peer-urls", peer),
+            ("initial-advertise-peer-urls", peer),
+            ("initial-cluster", f"node0={peer}"),
+            ("peer-cert-file", p["etcd_crt"]),
+            ("peer-key-file", p["etcd_key"]),
+            ("peer-trusted-ca-file", p["etcd_ca"]),
+            ("peer-client-cert-auth", "true"),
+        ],
+        "kube-apiserver": [
+            ("tls-cert-file", p["apiserver_crt"]),
+            ("tls-private-key-file", p["apiserver_key"]),
+            ("service-account-key-file", p["sa_pub"]),
+            ("service-account-signing-key-file", p["sa_key"]),
+            ("etcd-servers", etcd),
+            ("etcd-cafile", p["etcd_ca"]),
+            ("etcd-certfile", p["etcd_client_crt"]),
+            ("etcd-keyfile", p["etcd_client_key"]),
+        ],
+        "kube-controller-manager": [
+            ("service-account-private-key-file", p["sa_key"]),
+            # the CSR API issues certificates signed by the cluster CA (lab users)
+            ("cluster-signing-cert-file", p["ca"]),
+            ("cluster-signing-key-file", p["ca_key"]),
+            ("use-service-account-credentials", "true"),
+        ],
+    }
+    if real_node:
         from kubelab.embedded import node
 
-        text = node.kwokctl_config(real_node_of, cluster_dir(real_node_of) / "pki")
-        name = f"kubelab-kwokctl-{real_node_of}.yaml"
-    path = workdir() / name
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return path
+        for component, extra in node.component_flags(name, folder).items():
+            flags.setdefault(component, []).extend(extra)
+    doc = {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        # every component listens on loopback only (kwokctl's default is 0.0.0.0)
+        "options": {"bindAddress": "127.0.0.1", **ports},
+        "componentsPatches": [
+            {"name": comp, "extraArgs": [{"key": k, "value": str(v)} for k, v in extra]}
+            for comp, extra in flags.items()
+        ],
+    }
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def _config_path(name: str) -> Path:
+    return workdir() / f"kubelab-kwokctl-{name}.yaml"
 
 
 def _require_binaries() -> Path:
@@ -568,26 +635,7 @@ def up(
             _kwokctl(name, ["delete", "cluster", "--kubeconfig", str(private_kubeconfig(name))], 60)
     if not (cdir / "kwok.yaml").exists():
         progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
-        pki = cdir / "pki"
-        args = [
-            "--config", str(_kwokctl_config(name if real_node else None)),
-            "create", "cluster",
-            "--runtime", "binary",
-            "--kube-apiserver-binary", str(bins / "kube-apiserver"),
-            "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
-            "--kube-scheduler-binary", str(bins / "kube-scheduler"),
-            "--kwok-controller-binary", str(bins / "kwok"),
-            "--etcd-binary", str(bins / "etcd"),
-            "--kube-authorization=true",
-            "--kube-admission=true",
-            "--kubeconfig", str(private_kubeconfig(name)),
-            "--wait", f"{READY_TIMEOUT_S}s",
-            # the CSR API issues certificates signed by the cluster CA (lab users)
-            "--extra-args", f"kube-controller-manager=cluster-signing-cert-file={pki / 'ca.crt'}",
-            "--extra-args", f"kube-controller-manager=cluster-signing-key-file={pki / 'ca.key'}",
-            "--extra-args", "kube-controller-manager=use-service-account-credentials=true",
-        ]  # fmt: skip
-        _kwokctl(name, args, CREATE_TIMEOUT_S)
+        _create(name, bins, real_node)
     progress(f"adding {nodes} simulated node(s) ...")
     scale = ["scale", "node", "--replicas", str(nodes)]
     if real_node:  # fake nodes get no routable InternalIP (192.0.2.x is this VM's gateway)
@@ -620,6 +668,38 @@ def up(
     return UpResult(
         name, ctx, path, _server(name), seconds, [n for n, _ in st.nodes], real_node=real_name
     )
+
+
+def _create(name: str, bins: Path, real_node: bool) -> None:
+    """`kwokctl create cluster` with kubelab's configuration. Ports are chosen and used under a
+    machine-wide lock, so two clusters created at once never pick the same ones."""
+    import fcntl
+
+    workdir().mkdir(parents=True, exist_ok=True)
+    with open(workdir() / ".create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ports = dict(zip(PORT_OPTIONS, _free_ports(len(PORT_OPTIONS)), strict=True))
+        config = _config_path(name)
+        tmp = config.with_name(f".{config.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(kwokctl_config(name, ports, real_node))
+        os.replace(tmp, config)
+        args = [
+            "--config", str(config),
+            "create", "cluster",
+            "--runtime", "binary",
+            "--kube-apiserver-binary", str(bins / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+            "--kwok-controller-binary", str(bins / "kwok"),
+            "--etcd-binary", str(bins / "etcd"),
+            "--kube-authorization=true",
+            "--kube-admission=true",
+            "--kubeconfig", str(private_kubeconfig(name)),
+            "--wait", f"{READY_TIMEOUT_S}s",
+        ]  # fmt: skip
+        _kwokctl(name, args, CREATE_TIMEOUT_S)
 
 
 def _apps_root() -> Path:
@@ -669,7 +749,7 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
             )
         if cdir.exists():  # kwokctl removes it; a failed create may leave it
             shutil.rmtree(cdir, ignore_errors=True)
-        (workdir() / f"kubelab-kwokctl-{name}.yaml").unlink(missing_ok=True)
+        _config_path(name).unlink(missing_ok=True)
     else:
         progress(f"no cluster {name} is running")
     kubeconfig.remove(ctx)

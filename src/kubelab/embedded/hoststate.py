@@ -213,5 +213,20 @@ def snapshot() -> dict[str, object]:
     }
 
 
-def diff(before: dict[str, object], after: dict[str, object]) -> dict[str, tuple[object, object]]:
-    return {k: (before.get(k), after.get(k)) for k in before if before.get(k) != after.get(k)}
+def diff(
+    before: dict[str, object], after: dict[str, object], ignore: str | None = None
+) -> dict[str, tuple[object, object]]:
+    """What differs; list entries matching the regex `ignore` (another program's) are left out."""
+    pattern = re.compile(ignore) if ignore else None
+
+    def keep(value: object) -> object:
+        if pattern is not None and isinstance(value, list):
+            return [v for v in value if not (isinstance(v, str) and pattern.search(v))]
+        return value
+
+    out = {}
+    for key in before:
+        b, a = keep(before.get(key)), keep(after.get(key))
+        if b != a:
+            out[key] = (b, a)
+    return out

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelab.embedded import build, hoststate, images
+from kubelab.embedded.pki import issue, make_ca
 from kubelab.errors import KubelabError
 
 Progress = Callable[[str], object]
@@ -279,10 +280,12 @@ _children: dict[str, subprocess.Popen[bytes]] = {}
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, paths: Paths, log: str) -> None:
     deadline = time.monotonic() + timeout
+    child = _children.get(log)
     while time.monotonic() < deadline:
         if check():
             return
-        if not _alive_pid(paths, log):
+        # our own child: poll() tells for sure (a /proc read right after exec can race)
+        if child is not None and child.poll() is not None:
             break
         time.sleep(0.1)
     tail = ""
@@ -290,7 +293,6 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, paths: Paths, lo
         lines = (paths.logs / f"{log}.log").read_text(errors="replace").splitlines()
         tail = "\n  ".join(line[:300] for line in lines[-12:])
     state = f"not ready after {timeout:.0f}s"
-    child = _children.get(log)
     if child is not None and child.poll() is not None:
         code = child.returncode
         state = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
@@ -305,64 +307,6 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, paths: Paths, lo
 # ---------------------------------------------------------------- certificates (openssl)
 
 
-def _openssl(*args: str) -> None:
-    _run(["openssl", *args], "openssl " + args[0])
-
-
-def _key(path: Path) -> Path:
-    if not path.exists():
-        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                 "-out", str(path))  # fmt: skip
-    os.chmod(path, 0o600)
-    return path
-
-
-def make_ca(folder: Path, name: str, cn: str) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    key = _key(folder / f"{name}.key")
-    crt = folder / f"{name}.crt"
-    if not crt.exists():
-        _openssl("req", "-x509", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-days", "365",
-                 "-out", str(crt), "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    return crt, key
-
-
-def issue(
-    folder: Path,
-    name: str,
-    ca: tuple[Path, Path],
-    cn: str,
-    org: str = "",
-    client: bool = True,
-    ips: tuple[str, ...] = (),
-) -> tuple[Path, Path]:
-    """A certificate signed by `ca` (client, or server with IP SANs); key 0600."""
-    key = _key(folder / f"{name}.key")
-    crt = folder / f"{name}.crt"
-    if crt.exists():
-        return crt, key
-    csr = folder / f"{name}.csr"
-    subj = f"/CN={cn}" + (f"/O={org}" if org else "")
-    _openssl("req", "-new", "-key", str(key), "-subj", subj, "-out", str(csr))
-    ext = folder / f"{name}.ext"
-    usage = "clientAuth" if client else "serverAuth"
-    lines = [
-        "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature",
-        f"extendedKeyUsage={usage}",
-    ]
-    if ips:
-        lines.append("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips))
-    ext.write_text("\n".join(lines) + "\n")
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-             "-CAcreateserial", "-days", "365", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
-    csr.unlink(missing_ok=True)
-    ext.unlink(missing_ok=True)
-    return crt, key
-
-
 def prepare_pki(cluster: str) -> dict[str, Path]:
     """What must exist before the control plane starts: the node CA (signs the kubelet's serving
     certificate and the API server's client certificate for the kubelet)."""
@@ -373,14 +317,10 @@ def prepare_pki(cluster: str) -> dict[str, Path]:
     return {"node_ca": ca[0], "apiserver_client_crt": client[0], "apiserver_client_key": client[1]}
 
 
-def kwokctl_config(cluster: str, cluster_pki: Path) -> str:
-    """kwokctl's --config for a control plane that has a real node (used at create).
-
-    The extra component flags go in ``componentsPatches`` rather than ``--extra-args``:
-    kwokctl v0.8 indexes repeated --extra-args of a second component wrongly and panics.
-    """
+def component_flags(cluster: str, cluster_pki: Path) -> dict[str, list[tuple[str, object]]]:
+    """Control-plane flags for a cluster with a real node (kwokctl componentsPatches)."""
     p = prepare_pki(cluster)
-    args = {
+    return {
         "kube-apiserver": [
             ("kubelet-client-certificate", p["apiserver_client_crt"]),
             ("kubelet-client-key", p["apiserver_client_key"]),
@@ -404,18 +344,6 @@ def kwokctl_config(cluster: str, cluster_pki: Path) -> str:
             ("node-ip", "127.0.0.1"),
         ],
     }
-    patches = []
-    for component, flags in args.items():
-        patches.append(
-            {"name": component, "extraArgs": [{"key": k, "value": str(v)} for k, v in flags]}
-        )
-    doc = {
-        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-        "kind": "KwokctlConfiguration",
-        "options": {"bindAddress": "127.0.0.1"},
-        "componentsPatches": patches,
-    }
-    return json.dumps(doc, indent=1) + "\n"
 
 
 def _kubeconfig(path: Path, server: str, ca: Path, crt: Path, key: Path, user: str) -> Path:
@@ -787,7 +715,9 @@ def start(
     ):
         crt, key = issue(paths.pki, who, ca, cn, org)
         kcfg[who] = _kubeconfig(paths.root / f"{who}.kubeconfig", server, ca[0], crt, key, who)
-    serving = issue(paths.pki, "kubelet-serving", node_ca, NODE_NAME, client=False, ips=(NODE_IP,))
+    serving = issue(
+        paths.pki, "kubelet-serving", node_ca, NODE_NAME, client=False, server=True, ips=(NODE_IP,)
+    )
     client_ca = _write(
         paths.pki / "kubelet-client-ca.crt", node_ca[0].read_text() + ca[0].read_text()
     )
@@ -956,8 +886,9 @@ def stop(cluster: str, progress: Progress = print) -> list[str]:
             hoststate.write_sysctl(key, value)
     for path, existed in (saved.get("paths") or {}).items():  # type: ignore[union-attr]
         if not existed and os.path.lexists(path):
-            # containerd makes /run/netns a shared bind mount of itself
-            problems += _unmount_under((path,))
+            if path == "/run/netns":
+                problems += _remove_run_netns()
+                continue
             shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -969,6 +900,21 @@ def stop(cluster: str, progress: Progress = print) -> list[str]:
     shutil.rmtree(paths.root, ignore_errors=True)
     if paths.root.exists():
         problems.append(f"{paths.root} could not be removed")
+    return problems
+
+
+def _remove_run_netns() -> list[str]:
+    """containerd made /run/netns (a shared bind mount of itself) and cni-* namespaces there.
+    Remove ours; leave the folder while another program's namespace is in it."""
+    problems = _unmount_under(tuple(str(p) for p in Path("/run/netns").glob("cni-*")))
+    for entry in Path("/run/netns").glob("cni-*"):
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    if any(Path("/run/netns").iterdir()):
+        return problems
+    subprocess.run(["umount", "/run/netns"], capture_output=True)
+    with contextlib.suppress(OSError):
+        os.rmdir("/run/netns")
     return problems
 
 
