@@ -135,6 +135,10 @@ PORT_OPTIONS = (
 )
 
 
+# the only paths of kube-controller-manager and kube-scheduler that answer without credentials
+HEALTH_PATHS = "/healthz,/readyz,/livez"
+
+
 def _free_ports(count: int) -> list[int]:
     """Ports free on 127.0.0.1 right now (the kernel picks them, so two callers differ)."""
     socks = []
@@ -194,7 +198,9 @@ def kwokctl_config(name: str, ports: dict[str, int], real_node: bool) -> str:
             ("cluster-signing-cert-file", p["ca"]),
             ("cluster-signing-key-file", p["ca_key"]),
             ("use-service-account-credentials", "true"),
+            ("authorization-always-allow-paths", HEALTH_PATHS),
         ],
+        "kube-scheduler": [("authorization-always-allow-paths", HEALTH_PATHS)],
     }
     if real_node:
         from kubelab.embedded import node
@@ -689,9 +695,9 @@ def _create(name: str, bins: Path, real_node: bool) -> None:
             "--config", str(config),
             "create", "cluster",
             "--runtime", "binary",
-            "--kube-apiserver-binary", str(bins / "kube-apiserver"),
-            "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
-            "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+            "--kube-apiserver-binary", str(_wrapper(bins, "kube-apiserver")),
+            "--kube-controller-manager-binary", str(_wrapper(bins, "kube-controller-manager")),
+            "--kube-scheduler-binary", str(_wrapper(bins, "kube-scheduler")),
             "--kwok-controller-binary", str(bins / "kwok"),
             "--etcd-binary", str(bins / "etcd"),
             "--kube-authorization=true",
@@ -700,6 +706,43 @@ def _create(name: str, bins: Path, real_node: bool) -> None:
             "--wait", f"{READY_TIMEOUT_S}s",
         ]  # fmt: skip
         _kwokctl(name, args, CREATE_TIMEOUT_S)
+
+
+# kwokctl v0.8 always passes some flags kubelab must not keep, and list flags add up rather than
+# being replaced by a later value. A wrapper per component drops exactly those and execs the real
+# binary (same pid, all other arguments unchanged):
+# - kube-apiserver: --etcd-servers=http://... (etcd here takes only TLS clients)
+# - kube-controller-manager, kube-scheduler: --authorization-always-allow-paths=...,/metrics
+#   (kubelab passes the health paths only: /metrics needs credentials)
+DROPPED_FLAGS = {
+    "kube-apiserver": ("--etcd-servers=http://*",),
+    "kube-controller-manager": ("--authorization-always-allow-paths=*/metrics*",),
+    "kube-scheduler": ("--authorization-always-allow-paths=*/metrics*",),
+}
+WRAPPER = """#!/bin/sh
+# kubelab: drop flags that kwokctl adds and kubelab replaces (see kubelab/embedded/cluster.py)
+for arg do
+  shift
+  case "$arg" in
+    {patterns}) ;;
+    *) set -- "$@" "$arg" ;;
+  esac
+done
+exec {binary} "$@"
+"""
+
+
+def _wrapper(bins: Path, component: str) -> Path:
+    path = workdir() / "bin" / component
+    patterns = "|".join(DROPPED_FLAGS[component])
+    text = WRAPPER.format(patterns=patterns, binary=bins / component)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    return path
 
 
 def _apps_root() -> Path:

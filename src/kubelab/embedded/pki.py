@@ -58,8 +58,9 @@ def _openssl(*args: str) -> None:
 
 def private_key(path: Path) -> Path:
     if not path.exists():
-        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                 "-out", str(path))  # fmt: skip
+        # "EC PRIVATE KEY" (SEC 1), not PKCS#8: the API server reads public keys from private
+        # key files only in that form (kwokctl passes admin.key as a service-account key file)
+        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path))
     os.chmod(path, 0o600)
     return path
 
