@@ -582,6 +582,7 @@ def up(
         raise EmbeddedClusterError(f"--nodes must be at least 1 (got {nodes})")
     start = time.monotonic()
     bins = _require_binaries()
+    _check_kubeconfig_writable()
     ctx = context_name(name)
     cdir = cluster_dir(name)
     if real_node:
@@ -639,7 +640,46 @@ def up(
         except EmbeddedClusterError:
             progress(f"restart failed; recreating cluster {name}")
             _kwokctl(name, ["delete", "cluster", "--kubeconfig", str(private_kubeconfig(name))], 60)
-    if not (cdir / "kwok.yaml").exists():
+    created = not (cdir / "kwok.yaml").exists()
+    try:
+        return _finish_up(name, nodes, bins, real_node, apps_root, created, start, progress)
+    except BaseException as exc:  # a failure or Ctrl-C: what this call started goes again
+        if created:
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            progress(f"`up` {why}; removing the half-started cluster {name} again")
+            with contextlib.suppress(Exception):
+                down(name, progress)
+        raise
+
+
+def _check_kubeconfig_writable() -> Path:
+    """The context is written at the end of `up`: make sure it can be, before starting."""
+    path = kubeconfig.kubeconfig_path()
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    writable = os.access(folder, os.W_OK) and folder.is_dir()
+    if (path.exists() and not os.access(path, os.W_OK)) or not writable:
+        raise EmbeddedClusterError(
+            f"cannot write the kubeconfig {path} (read-only); nothing was started",
+            "make it writable, or point KUBECONFIG at a writable file",
+        )
+    return path
+
+
+def _finish_up(
+    name: str,
+    nodes: int,
+    bins: Path,
+    real_node: bool,
+    apps_root: Path | None,
+    created: bool,
+    start: float,
+    progress: Progress,
+) -> UpResult:
+    ctx = context_name(name)
+    cdir = cluster_dir(name)
+    if created:
         progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
         _create(name, bins, real_node)
     progress(f"adding {nodes} simulated node(s) ...")
@@ -652,20 +692,10 @@ def up(
     if real_node:
         from kubelab.embedded import node
 
-        try:
-            result = node.start(
-                name,
-                private_kubeconfig(name),
-                _server(name),
-                cdir / "pki",
-                apps_root or _apps_root(),
-                progress,
-            )
-        except BaseException:
-            progress(f"the real node did not start; removing cluster {name} again")
-            with contextlib.suppress(Exception):
-                down(name, progress)
-            raise
+        result = node.start(
+            name, private_kubeconfig(name), _server(name), cdir / "pki",
+            apps_root or _apps_root(), progress,
+        )  # fmt: skip
         real_name = result.name
         st = _wait_nodes(name, nodes + 1, time.monotonic() + READY_TIMEOUT_S)
     path = _merge_into_user_kubeconfig(name)

@@ -503,5 +503,10 @@ def app_image(image: AppImage, runc: Path, progress: Progress = print) -> BuiltI
     _run([*bh, "push", "--quiet", image.ref, f"oci-archive:{tmp}:{image.ref}"], "buildah push")
     os.replace(tmp, archive)
     _stamp(archive, key)
+    # the archive is what is kept: drop the image and build containers from buildah's store
+    # (vfs keeps a full copy per layer)
+    subprocess.run([*bh, "rmi", "--force", image.ref], capture_output=True, check=False)
+    subprocess.run([*bh, "rm", "--all"], capture_output=True, check=False)
+    subprocess.run([*bh, "rmi", "--prune"], capture_output=True, check=False)
     progress(f"built {image.ref} in {time.monotonic() - start:.0f}s")
     return BuiltImage(image.ref, archive)
