@@ -26,6 +26,14 @@ from kubelab.kube import kubeconfig
 pytestmark = pytest.mark.e2e
 
 
+# Where a real node is present (kubelab cluster up --real-node), the simulated nodes are tainted
+# so that Pods land on the real node; tests about the simulated nodes place their Pods there.
+ON_KWOK: dict[str, Any] = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
 def _poll(what: str, fn: Any, timeout: float = 60, interval: float = 0.3) -> Any:
     deadline = time.monotonic() + timeout
     last = None
@@ -55,7 +63,12 @@ def _json(embedded_cluster: Any, *args: str) -> Any:
 def test_deployment_pods_ready_on_kwok_nodes_and_rollout_undo(embedded_cluster: Any) -> None:
     ns = _ns(embedded_cluster, "deploy")
     k = embedded_cluster.kubectl
-    k("-n", ns, "create", "deployment", "web", "--image=nginx:1.27.3", "--replicas=3")
+    dep = json.loads(
+        k("-n", ns, "create", "deployment", "web", "--image=nginx:1.27.3", "--replicas=3",
+          "--dry-run=client", "-o", "json").stdout
+    )  # fmt: skip
+    dep["spec"]["template"]["spec"].update(ON_KWOK)  # this test is about the simulated nodes
+    k("apply", "-f", "-", input=json.dumps(dep))
     k("-n", ns, "rollout", "status", "deployment/web", "--timeout=90s")
 
     pods = _json(embedded_cluster, "-n", ns, "get", "pods", "-l", "app=web")["items"]
@@ -209,7 +222,8 @@ def test_pod_security_baseline_rejects_privileged_pod(embedded_cluster: Any) -> 
                             "image": "busybox:1.37",
                             "securityContext": {"privileged": privileged},
                         }
-                    ]
+                    ],
+                    **ON_KWOK,
                 },
             }
         )

@@ -119,6 +119,7 @@ spec:
             metadata:
               name: ${JOB}
               ownerReferences: {$some: {kind: CronJob, name: hello}}
+            status: {succeeded: 1}
       capture:
         OWNER: {apiVersion: batch/v1, kind: Job, name: hello-now, path: 'metadata.ownerReferences[0].name'}
 

@@ -76,6 +76,10 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: http-test, labels: {app: web}}
 spec:
+  # a simulated node stands in for the app (also when the cluster has a real node, whose
+  # simulated nodes are tainted)
+  nodeSelector: {type: kwok}
+  tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
   containers:
     - {name: web, image: "localhost/kubelab/probe-test-app:v1", ports: [{containerPort: 8080}]}
 ---

@@ -6,7 +6,9 @@ they are skipped with the reason. Every wait polls with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -250,6 +252,61 @@ def test_kubectl_top_pod_returns_a_value(real: Any, namespace: str) -> None:
     assert name == "busy"
     assert cpu.endswith("m") and int(cpu[:-1]) > 0, line
     assert memory.endswith("Mi"), line
+
+
+def test_a_missing_image_fails_fast_and_is_never_fetched(real: Any, namespace: str) -> None:
+    """No registry is reachable (none may be): the pull fails at once, naming the image."""
+    _apply(
+        real,
+        POD.format(
+            name="missing",
+            ns=namespace,
+            restart="Never",
+            image="docker.io/library/nginx:1.29.0",
+            args="[]",
+            limits="{memory: 32Mi}",
+        ),
+    )
+
+    def pull_failed() -> str:
+        for st in _pod(real, namespace, "missing").get("status", {}).get("containerStatuses", []):
+            waiting = st.get("state", {}).get("waiting") or {}
+            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                return waiting.get("message", "")
+        return ""
+
+    message = _poll("the pull to fail", pull_failed, timeout=30)
+    assert "nginx:1.29.0" in message
+    assert "127.0.0.1:9" in message  # the only "registry" there is
+
+
+def test_the_node_listens_on_loopback_and_its_bridge_only(real: Any) -> None:
+    paths = node.Paths(real.name)
+    inodes: set[str] = set()
+    for proc in node.PROCESSES:
+        pid = node._alive_pid(paths, proc)
+        assert pid, f"{proc} is not running"
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    allowed = {"0100007F", "0100F40A"}  # 127.0.0.1 and 10.244.0.1 (little-endian hex)
+    seen = []
+    for table in ("/proc/net/tcp", "/proc/net/udp"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            listening = cols[3] == "0A" if table.endswith("tcp") else cols[2].endswith(":0000")
+            if cols[9] in inodes and listening:
+                address = cols[1].split(":")[0]
+                seen.append(cols[1])
+                assert address in allowed, f"a node process listens on {cols[1]} ({table})"
+    for table in ("/proc/net/tcp6", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            listening = cols[3] == "0A" if table.endswith("tcp6") else cols[2].endswith(":0000")
+            assert not (cols[9] in inodes and listening), f"listens on IPv6 {cols[1]}"
+    assert seen  # the kubelet, CoreDNS, ... do listen
 
 
 def test_host_snapshot_covers_what_the_node_changes(real: Any) -> None:

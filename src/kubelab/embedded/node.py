@@ -55,6 +55,7 @@ KUBE_PROXY_METRICS_PORT = 10249
 COREDNS_HEALTH_PORT = 10254
 METRICS_SERVER_PORT = 10260
 READY_TIMEOUT_S = 60
+NO_REGISTRY = "http://127.0.0.1:9"  # the discard port; refused at once
 # the node's processes, in start order (stopped in reverse)
 PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns", "metrics-server")
 
@@ -395,6 +396,10 @@ disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshot
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "{images.PAUSE_IMAGE}"
+  # every registry is "{NO_REGISTRY}" (nothing listens there): a pull of an image that was not
+  # imported fails at once, and no lookup or connection ever leaves the machine
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{paths.root / "registry"}"
 
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
@@ -733,6 +738,7 @@ def start(
     _write(paths.cni_conf / "10-kubelab.conflist", _cni_config(paths))
 
     # 3. containerd, then the images
+    _write(paths.root / "registry" / "_default" / "hosts.toml", f'server = "{NO_REGISTRY}"\n')
     cfg = _write(paths.root / "containerd.toml", _containerd_config(paths))
     _start(paths, "containerd", [str(build.bin_dir() / "containerd"), "--config", str(cfg)])
     _wait("containerd", paths.containerd_sock.exists, 20, paths, "containerd")
