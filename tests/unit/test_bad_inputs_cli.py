@@ -14,7 +14,7 @@ USAGE_ERRORS = [
     (["show", "-x"], "No such option: -x"),
     (["run"], "Missing argument"),
     (["cluster", "up", "--nodes", "abc"], "Invalid value for '--nodes'"),
-    (["cluster", "up", "--nodes", "0"], "Invalid value for '--nodes'"),
+    (["cluster", "up", "--nodes", "-1"], "Invalid value for '--nodes'"),
     (["nosuch"], "No such command 'nosuch'"),
     (["check", "probe-test-app", "--step"], "requires an argument"),
     (["images", "build", "a", "b"], "Got unexpected extra argument"),
