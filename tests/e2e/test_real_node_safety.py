@@ -148,3 +148,38 @@ def test_up_into_a_read_only_kubeconfig_starts_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "nothing was started" in proc.stdout + proc.stderr
     assert not cluster.cluster_dir(name).exists()
+
+
+def test_an_interrupted_up_removes_what_it_started(tmp_path: Path) -> None:
+    """Ctrl-C while the control plane is starting: `up` rolls back, no process or port stays."""
+    import signal
+    import time
+
+    name = f"e2e-int-{uuid.uuid4().hex[:4]}"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("kubelab")), "cluster", "up", "--name", name],
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "config")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # interrupt once some component of the new cluster runs
+        while time.monotonic() < deadline and not cluster.cluster_footprint(name)[0]:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.05)
+        assert cluster.cluster_footprint(name)[0], "no component started in time"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "Traceback" not in out
+    assert "removing the half-started cluster" in out, out
+    pids, ports = cluster.cluster_footprint(name)
+    assert not pids and not ports
+    assert not cluster.cluster_dir(name).exists()
+    cfg = tmp_path / "config"
+    assert not cfg.exists() or f"kwok-{name}" not in cfg.read_text()
