@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -749,6 +750,26 @@ def start(
         _run([*ctr, "images", "import", "--no-unpack", str(image.archive)],
              f"import {image.ref}", timeout=300)  # fmt: skip
     progress(f"imported {len(built)} images in {time.monotonic() - t:.1f}s")
+    # Unpacking (gunzip into overlay snapshots, ~3 s for the Python base) would otherwise
+    # happen when a Pod first uses an image; do it now, beside the kubelet's start, for the
+    # small images and one app image: the apps share the base layer, which is the slow part.
+    unpack_errors: list[str] = []
+    apps = [
+        b for b in built if b.ref.startswith("localhost/kubelab/") and b.ref != images.PAUSE_IMAGE
+    ]
+    eager = [b for b in built if b not in apps] + apps[:1]
+
+    def unpack() -> None:
+        for image in eager:
+            proc = subprocess.run(
+                [*ctr, "images", "import", str(image.archive)],
+                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                unpack_errors.append(f"{image.ref}: {proc.stderr.strip()[-300:]}")
+
+    unpacker = threading.Thread(target=unpack, name="unpack-images", daemon=True)
+    unpacker.start()
 
     # 4. the kubelet
     kcfg_file = _write(paths.root / "kubelet.yaml", _kubelet_config(paths, client_ca, serving))
@@ -804,6 +825,10 @@ def start(
     _wait("kube-proxy", lambda: _http_ok(KUBE_PROXY_HEALTHZ_PORT, "/healthz"), 30, paths,
           "kube-proxy")  # fmt: skip
     _wait("CoreDNS", lambda: _http_ok(COREDNS_HEALTH_PORT + 1, "/ready"), 30, paths, "coredns")
+    unpacker.join(timeout=300)
+    if unpack_errors or unpacker.is_alive():
+        why = "; ".join(unpack_errors or ["timeout"])
+        raise RealNodeError(f"unpacking the images failed: {why}")
     # fake nodes take no Pods unless a Pod tolerates it: labs run on the real node
     _run([*kubectl, "taint", "nodes", "-l", "type=kwok", FAKE_TAINT, "--overwrite"],
          "taint the simulated nodes", check=False)  # fmt: skip
