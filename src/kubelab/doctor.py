@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from kubelab.addons.manage import statuses
 from kubelab.errors import KubelabError
+from kubelab.flavours.embedded import is_fake
 from kubelab.output.terminal import dim_printer
 from kubelab.requirements import REQUIREMENT_HELP
 
@@ -113,7 +114,14 @@ def diagnose(console: Console, allow: list[str] | None = None) -> bool:
             console.print(
                 f"  {'[green]can[/]' if met else '[yellow]cannot[/]'}: {REQUIREMENT_HELP[req]}"
             )
-        console.print(f"  nodes: {caps.node_count}")
+        nodes = session.kube.nodes()
+        simulated = [n["metadata"]["name"] for n in nodes if is_fake(n)]
+        real = [n["metadata"]["name"] for n in nodes if not is_fake(n)]
+        console.print(
+            f"  nodes: {caps.node_count}"
+            + (f"; running containers: {', '.join(real)}" if real and simulated else "")
+            + (f"; simulated (kwok): {', '.join(simulated)}" if simulated else "")
+        )
         console.print(f"  images: {escape(flavour.images_note)}")
         for st in statuses(session):
             mark = OK if st.ready else "[dim]-[/]"

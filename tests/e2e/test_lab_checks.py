@@ -37,3 +37,6 @@ def test_labs_and_doctor_see_the_embedded_flavour(embedded_cluster, kubelab_cli)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "kubelab embedded cluster" in doctor.stdout
     assert "cluster reachable: Kubernetes v1." in doctor.stdout
+    assert "simulated (kwok): " in doctor.stdout
+    if embedded_cluster.real_node:
+        assert f"running containers: {embedded_cluster.real_node}" in doctor.stdout
