@@ -25,9 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:  # a user-facing error when imported as part of kubelab; plain Exception standalone
+    from kubelab import paths
     from kubelab.errors import KubelabError as _Base
 except ImportError:  # pragma: no cover - standalone use by tools/build_k8s.py
+    import importlib.util
+
     _Base = Exception  # type: ignore[assignment,misc]
+    # where the cache is: kubelab/paths.py (standard library only), loaded by its path
+    _spec = importlib.util.spec_from_file_location(
+        "kubelab_paths", Path(__file__).resolve().parents[1] / "paths.py"
+    )
+    assert _spec and _spec.loader
+    paths = importlib.util.module_from_spec(_spec)  # type: ignore[assignment]
+    _spec.loader.exec_module(paths)
 
 # Used only when the repository's tools/k8s folder is not available (installed package).
 DEFAULT_K8S_VERSION = "v1.36.5"
@@ -211,12 +221,8 @@ NODE_BINARY_NAMES = (
 
 
 def cache_root() -> Path:
-    """$KUBELAB_CACHE, else $XDG_CACHE_HOME/kubelab, else ~/.cache/kubelab."""
-    if os.environ.get("KUBELAB_CACHE"):
-        return Path(os.environ["KUBELAB_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "kubelab"
+    """$KUBELAB_CACHE, else $XDG_CACHE_HOME/kubelab, else ~/.cache/kubelab (kubelab.paths)."""
+    return paths.cache_root()
 
 
 def bin_dir() -> Path:
