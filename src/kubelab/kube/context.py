@@ -64,15 +64,6 @@ def current_context(kubeconfig: str | None = None) -> Context:
     )
 
 
-def __getattr__(name: str) -> object:
-    # the guard moved to kubelab.kube.guard; old imports keep working (lazily: guard imports us)
-    if name in ("guard", "flavour_of_context", "allowed_contexts", "TRAINING_CONTEXTS"):
-        from kubelab.kube import guard
-
-        return getattr(guard, name)
-    raise AttributeError(name)
-
-
 def _inline(body: dict[str, Any], kind: str, what: str, origin: Path) -> dict[str, Any]:
     """Replace file references by their content (*-data), as `kubectl config view --flatten`."""
     body = dict(body)
