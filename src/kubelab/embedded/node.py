@@ -532,27 +532,36 @@ def _corefile(kubeconfig: Path) -> str:
 """
 
 
-# API objects the node needs (applied with the admin kubeconfig)
-def _addon_manifest() -> str:
+def _host_service(
+    name: str, labels: str, ports: list[tuple[str, str, int, int]], spec: str = ""
+) -> str:
+    """A Service whose one endpoint is a process on the host (the node's IP), as YAML: a
+    selector-less Service plus the EndpointSlice that names the host. ports: (name, protocol,
+    service port, host port)."""
+    service_ports = "\n".join(
+        f"  - {{name: {n}, port: {port}, protocol: {proto}, targetPort: {target}}}"
+        for n, proto, port, target in ports
+    )
+    slice_ports = "\n".join(
+        f"- {{name: {n}, port: {target}, protocol: {proto}}}" for n, proto, _, target in ports
+    )
     return f"""apiVersion: v1
 kind: Service
 metadata:
-  name: kube-dns
+  name: {name}
   namespace: kube-system
-  labels: {{k8s-app: kube-dns, kubernetes.io/name: CoreDNS, kubelab.dev/node: real}}
+  labels: {labels}
 spec:
-  clusterIP: {DNS_IP}
-  ports:
-  - {{name: dns, port: 53, protocol: UDP, targetPort: 53}}
-  - {{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}}
+{spec}  ports:
+{service_ports}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
-  name: kube-dns-host
+  name: {name}-host
   namespace: kube-system
   labels:
-    kubernetes.io/service-name: kube-dns
+    kubernetes.io/service-name: {name}
     endpointslice.kubernetes.io/managed-by: kubelab.dev
 addressType: IPv4
 endpoints:
@@ -560,40 +569,32 @@ endpoints:
   conditions: {{ready: true}}
   nodeName: {NODE_NAME}
 ports:
-- {{name: dns, port: 53, protocol: UDP}}
-- {{name: dns-tcp, port: 53, protocol: TCP}}
+{slice_ports}
 ---
-apiVersion: v1
-kind: Service
-metadata:
-  name: metrics-server
-  namespace: kube-system
-  labels: {{k8s-app: metrics-server}}
-spec:
-  ports:
-  - {{name: https, port: 443, protocol: TCP, targetPort: {METRICS_SERVER_PORT}}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-server-host
-  namespace: kube-system
-  labels:
-    kubernetes.io/service-name: metrics-server
-    endpointslice.kubernetes.io/managed-by: kubelab.dev
-addressType: IPv4
-endpoints:
-- addresses: ["{NODE_IP}"]
-  conditions: {{ready: true}}
-  nodeName: {NODE_NAME}
-ports:
-- {{name: https, port: {METRICS_SERVER_PORT}, protocol: TCP}}
----
-apiVersion: apiregistration.k8s.io/v1
+"""
+
+
+# API objects the node needs (applied with the admin kubeconfig)
+def _addon_manifest() -> str:
+    dns = _host_service(
+        "kube-dns",
+        "{k8s-app: kube-dns, kubernetes.io/name: CoreDNS, kubelab.dev/node: real}",
+        [("dns", "UDP", 53, 53), ("dns-tcp", "TCP", 53, 53)],
+        spec=f"  clusterIP: {DNS_IP}\n",
+    )
+    metrics = _host_service(
+        "metrics-server",
+        "{k8s-app: metrics-server}",
+        [("https", "TCP", 443, METRICS_SERVER_PORT)],
+    )
+    return (
+        dns
+        + metrics
+        + """apiVersion: apiregistration.k8s.io/v1
 kind: APIService
 metadata:
   name: v1beta1.metrics.k8s.io
-  labels: {{k8s-app: metrics-server}}
+  labels: {k8s-app: metrics-server}
 spec:
   group: metrics.k8s.io
   version: v1beta1
@@ -601,11 +602,11 @@ spec:
   versionPriority: 100
   # metrics-server serves a self-signed certificate, as in its upstream manifest
   insecureSkipTLSVerify: true
-  service: {{name: metrics-server, namespace: kube-system, port: 443}}
+  service: {name: metrics-server, namespace: kube-system, port: 443}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
-metadata: {{name: "kubelab:coredns"}}
+metadata: {name: "kubelab:coredns"}
 rules:
 - apiGroups: [""]
   resources: [endpoints, services, pods, namespaces]
@@ -616,9 +617,9 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {{name: "kubelab:coredns"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubelab:coredns"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:coredns"}}]
+metadata: {name: "kubelab:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubelab:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:coredns"}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -635,7 +636,7 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
-metadata: {{name: "kubelab:metrics-server"}}
+metadata: {name: "kubelab:metrics-server"}
 rules:
 - apiGroups: [""]
   resources: [nodes/metrics]
@@ -646,31 +647,32 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {{name: "kubelab:metrics-server"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubelab:metrics-server"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}}]
+metadata: {name: "kubelab:metrics-server"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubelab:metrics-server"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {{name: "kubelab:metrics-server:auth-delegator"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}}]
+metadata: {name: "kubelab:metrics-server:auth-delegator"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: "kubelab:metrics-server:auth-reader", namespace: kube-system}}
+metadata: {name: "kubelab:metrics-server:auth-reader", namespace: kube-system}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: Role
   name: extension-apiserver-authentication-reader
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}}]
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {{name: "kubelab:kube-proxy"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node-proxier"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-proxy"}}]
+metadata: {name: "kubelab:kube-proxy"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node-proxier"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-proxy"}]
 """
+    )
 
 
 # ---------------------------------------------------------------- start
