@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from waiting import poll
 
 from kubelab.embedded import build, cluster
 from kubelab.kube import kubeconfig
@@ -32,17 +32,6 @@ ON_KWOK: dict[str, Any] = {
     "nodeSelector": {"type": "kwok"},
     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
 }
-
-
-def _poll(what: str, fn: Any, timeout: float = 60, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def _ns(embedded_cluster: Any, prefix: str, labels: dict[str, str] | None = None) -> str:
@@ -161,7 +150,7 @@ def test_csr_issued_user_is_allowed_only_where_bound(embedded_cluster: Any) -> N
     }
     k("apply", "-f", "-", input=json.dumps(csr_obj))
     k("certificate", "approve", user)
-    cert_b64 = _poll(
+    cert_b64 = poll(
         "the CSR to be signed",
         lambda: k("get", "csr", user, "-o", "jsonpath={.status.certificate}").stdout.strip(),
     )
@@ -187,7 +176,7 @@ def test_csr_issued_user_is_allowed_only_where_bound(embedded_cluster: Any) -> N
             timeout=30,
         )
 
-    ok = _poll("the RoleBinding to take effect", lambda: as_user("-n", allowed, "get", "pods"))
+    ok = poll("the RoleBinding to take effect", lambda: as_user("-n", allowed, "get", "pods"))
     assert ok.returncode == 0, ok.stderr
     denied = as_user("-n", other, "get", "pods")
     assert denied.returncode != 0
@@ -285,7 +274,7 @@ def test_crd_established_and_custom_object_round_trip(embedded_cluster: Any) -> 
         "metadata": {"name": "w1", "namespace": ns},
         "spec": {"size": 3, "colour": "teal"},
     }
-    _poll(
+    poll(
         "the Widget to be created",
         lambda: k("apply", "-f", "-", input=json.dumps(obj), check=False).returncode == 0,
         timeout=30,

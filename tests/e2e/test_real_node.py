@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import poll
 
 from kubelab.embedded import hoststate, node
 
@@ -37,17 +37,6 @@ def namespace(real: Any) -> Iterator[str]:
         yield name
     finally:
         real.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def _poll(what: str, fn: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def _pod(real: Any, ns: str, name: str) -> dict[str, Any]:
@@ -132,7 +121,7 @@ def test_memory_over_the_limit_is_oom_killed_then_crash_loops(real: Any, namespa
                 return st
         return None
 
-    st = _poll("the container to be OOMKilled", terminated_oom, timeout=90)
+    st = poll("the container to be OOMKilled", terminated_oom, timeout=90)
     term = st.get("lastState", {}).get("terminated") or st["state"]["terminated"]
     assert term["exitCode"] == 137
 
@@ -143,7 +132,7 @@ def test_memory_over_the_limit_is_oom_killed_then_crash_loops(real: Any, namespa
                 return True
         return False
 
-    _poll("CrashLoopBackOff", crash_looping, timeout=120)
+    poll("CrashLoopBackOff", crash_looping, timeout=120)
     logs = real.kubectl("logs", "oom", "-n", namespace, "--previous", check=False).stdout
     assert "allocated" in logs
 
@@ -181,7 +170,7 @@ def test_cpu_over_the_limit_is_throttled(real: Any, namespace: str) -> None:
             limits='{cpu: "1", memory: 64Mi}',
         ),
     )
-    pod = _poll(
+    pod = poll(
         "the stress Pod to run",
         lambda: (
             (p := _pod(real, namespace, "cpu")).get("status", {}).get("phase") == "Running" and p
@@ -189,9 +178,9 @@ def test_cpu_over_the_limit_is_throttled(real: Any, namespace: str) -> None:
         timeout=60,
     )
     uid = pod["metadata"]["uid"]
-    first = _poll("the Pod's cgroup cpu.stat", lambda: _cpu_stat(uid, real.name), timeout=20)
+    first = poll("the Pod's cgroup cpu.stat", lambda: _cpu_stat(uid, real.name), timeout=20)
     throttled = "nr_throttled"
-    later = _poll(
+    later = poll(
         "throttled periods to grow",
         lambda: (
             (s := _cpu_stat(uid, real.name)).get(throttled, 0) > first.get(throttled, 0) + 5 and s
@@ -218,7 +207,7 @@ def test_a_pod_resolves_a_service_name(real: Any, namespace: str) -> None:
             limits="{memory: 32Mi}",
         ),
     )
-    _poll(
+    poll(
         "the lookup Pod to finish",
         lambda: (
             _pod(real, namespace, "dns").get("status", {}).get("phase") in ("Succeeded", "Failed")
@@ -247,7 +236,7 @@ def test_kubectl_top_pod_returns_a_value(real: Any, namespace: str) -> None:
         proc = real.kubectl("top", "pod", "busy", "-n", namespace, "--no-headers", check=False)
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
-    line = _poll("`kubectl top pod` to answer", top, timeout=120, interval=2)
+    line = poll("`kubectl top pod` to answer", top, timeout=120, interval=2)
     name, cpu, memory = line.split()[:3]
     assert name == "busy"
     assert cpu.endswith("m") and int(cpu[:-1]) > 0, line
@@ -275,7 +264,7 @@ def test_a_missing_image_fails_fast_and_is_never_fetched(real: Any, namespace: s
                 return waiting.get("message", "")
         return ""
 
-    message = _poll("the pull to fail", pull_failed, timeout=30)
+    message = poll("the pull to fail", pull_failed, timeout=30)
     assert "nginx:1.29.0" in message
     assert "127.0.0.1:9" in message  # the only "registry" there is
 

@@ -16,10 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fake_servers as fs
+import pytest
 
 from kubelab.kube import ready
 from kubelab.kube.client import Kube

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from kubelab.embedded import build
+from kubelab.embedded import build, hoststate
 from kubelab.errors import KubelabError
 from kubelab.kube import kubeconfig
 
@@ -417,17 +417,11 @@ def _socket_inodes(pid: int) -> set[str]:
 
 def _listen_sockets() -> list[tuple[int, str]]:
     """(port, socket inode) of every TCP socket in LISTEN state, from /proc; Linux only."""
-    sockets = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) >= 10 and cols[3] == "0A":
-                sockets.append((int(cols[1].rsplit(":", 1)[1], 16), cols[9]))
-    return sockets
+    return [
+        (int(cols[1].rsplit(":", 1)[1], 16), cols[9])
+        for _, cols in hoststate.socket_rows(("tcp", "tcp6"))
+        if len(cols) >= 10 and cols[3] == "0A"
+    ]
 
 
 def _listening_ports(inodes: set[str] | None = None) -> set[int]:

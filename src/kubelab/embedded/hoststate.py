@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 # sysctls the kubelet, kube-proxy and the CNI bridge plugin set (restored at teardown)
@@ -145,22 +146,28 @@ def _mounts() -> list[str]:
     return sorted(out)
 
 
-def _listening() -> list[str]:
-    out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"):
+def socket_rows(tables: tuple[str, ...]) -> Iterator[tuple[str, list[str]]]:
+    """(table, columns) of every socket in the given /proc/net tables (tcp, tcp6, udp, udp6);
+    a table the kernel does not have is skipped. Columns: 1 local address, 3 state, 9 inode."""
+    for table in tables:
         try:
-            lines = Path(table).read_text().splitlines()[1:]
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            cols = line.split()
-            tcp_listen = "tcp" in table and cols[3] == "0A"
-            udp_bound = "udp" in table and cols[2].endswith(":0000")
-            # loopback sockets of other local programs come and go; the node's own die with
-            # its processes (compared above)
-            loopback = cols[1].startswith(("0100007F:", "00000000000000000000000001000000:"))
-            if (tcp_listen or udp_bound) and not loopback:
-                out.append(f"{Path(table).name} {cols[1]}")
+            yield table, line.split()
+
+
+def _listening() -> list[str]:
+    out = []
+    for table, cols in socket_rows(("tcp", "tcp6", "udp", "udp6")):
+        tcp_listen = "tcp" in table and cols[3] == "0A"
+        udp_bound = "udp" in table and cols[2].endswith(":0000")
+        # loopback sockets of other local programs come and go; the node's own die with
+        # its processes (compared above)
+        loopback = cols[1].startswith(("0100007F:", "00000000000000000000000001000000:"))
+        if (tcp_listen or udp_bound) and not loopback:
+            out.append(f"{table} {cols[1]}")
     return sorted(set(out))
 
 
