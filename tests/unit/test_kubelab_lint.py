@@ -203,3 +203,30 @@ def test_a_lesson_that_is_not_utf8_or_links_outside_is_a_finding(tmp_path):
     (folder / "README.md").symlink_to(outside)
     found = messages(folder)
     assert len(found) == 1 and "a link to a file outside the lab's folder" in found[0], found
+
+
+def test_labs_are_listed_in_course_order_and_a_lab_missing_from_the_index_is_found(
+    tmp_path: Path,
+) -> None:
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    for name in ("alpha", "demo", "zeta"):
+        folder = make(tmp_path / name, lab=LAB.replace("name: demo", f"name: {name}"))
+        folder.rename(labs / name)
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "See [demo](labs/demo/README.md) first.\n\n"
+        "| # | lab |\n| --- | --- |\n"
+        "| 1 | [zeta](labs/zeta/README.md) |\n| 2 | [alpha](labs/alpha/README.md) |\n"
+    )
+    # the table's order; a lab it does not list comes last (a link outside the table is no row)
+    assert lab_names(labs) == ["zeta", "alpha", "demo"]
+    findings = [str(f) for f in lint(labs / "demo")]
+    assert findings == [
+        f"{readme}: error: the lab is not in the course index: add a row linking "
+        "labs/demo/README.md to the table of labs"
+    ]
+    assert lint(labs / "zeta") == []
+    readme.unlink()  # a labs folder without an index: sorted by name, nothing to report
+    assert lab_names(labs) == ["alpha", "demo", "zeta"]
+    assert lint(labs / "demo") == []

@@ -7,7 +7,8 @@
 - no fixed sleeps: wait for a condition instead;
 - ${NAME} in an expectation is captured by an earlier step;
 - honesty on simulated nodes: an expectation whose outcome depends on a container really running
-  sits in a step that requires `containers`.
+  sits in a step that requires `containers`;
+- the lab is listed in the course index (the README's table of labs), when the course has one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kubelab.expect.command import container_command
 from kubelab.lab import model as m
 from kubelab.lab.fields import BINDING_REF
 from kubelab.lab.lesson import Section, lesson_sections
-from kubelab.lab.loader import LoadedLab, load_lab
+from kubelab.lab.loader import LoadedLab, course_index, load_lab
 
 _SLEEP = re.compile(r"(^|[;&|(`\s])sleep\s+[0-9]")
 _FILE_FLAGS = {"-f", "--filename", "-k", "--kustomize"}
@@ -48,7 +49,19 @@ def lint(name_or_folder: str | Path) -> list[Finding]:
     findings += _commands(loaded)
     findings += _bindings(loaded)
     findings += _containers(loaded)
+    findings += _indexed(loaded)
     return findings
+
+
+def _indexed(loaded: LoadedLab) -> list[Finding]:
+    """A lab of a course with an index (the README's table of labs) is listed in it."""
+    index = course_index(loaded.folder.parent)
+    if not index or loaded.folder.name in index:
+        return []
+    readme = loaded.folder.parent.parent / "README.md"
+    return [Finding(str(readme), "error",
+                    f"the lab is not in the course index: add a row linking "
+                    f"labs/{loaded.folder.name}/README.md to the table of labs")]  # fmt: skip
 
 
 def _from_error(line: str) -> Finding:

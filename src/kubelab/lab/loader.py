@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,27 @@ def labs_root() -> Path:
     return root
 
 
+# A row of the course index: the table of labs in the README beside the labs folder.
+_INDEX_ROW = re.compile(r"^\|.*\]\(labs/([^/)\s]+)/README\.md\)")
+
+
+def course_index(root: Path | None = None) -> list[str]:
+    """The labs in course order: the rows of the lab table in the README.md next to the labs
+    folder (each row links labs/NAME/README.md). Empty when there is no such README."""
+    readme = (root or labs_root()).parent / "README.md"
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [m.group(1) for line in text.splitlines() if (m := _INDEX_ROW.match(line))]
+
+
 def lab_names(root: Path | None = None) -> list[str]:
+    """Every lab, in course order (see course_index); labs not in the index follow by name."""
     root = root or labs_root()
-    return sorted(p.parent.name for p in root.glob(f"*/{LAB_FILE}"))
+    found = sorted(p.parent.name for p in root.glob(f"*/{LAB_FILE}"))
+    ordered = [name for name in dict.fromkeys(course_index(root)) if name in found]
+    return ordered + [name for name in found if name not in ordered]
 
 
 def find_lab(name: str, root: Path | None = None) -> Path:
