@@ -325,11 +325,13 @@ def up(
     one when there is none) and run the first lab."""
     from kubelab.doctor import pick_cluster
     from kubelab.images import prepare_for_lab
+    from kubelab.run.interrupt import stop_signals
 
-    pick_cluster(console, name, allow_context)
-    loaded = load_lab(lab)
-    with _session(allow_context) as session:
-        prepare_for_lab(console, session.flavour, session.context.name, loaded.folder)
+    with stop_signals():  # a SIGTERM while the cluster starts rolls it back, like Ctrl-C
+        pick_cluster(console, name, allow_context)
+        loaded = load_lab(lab)
+        with _session(allow_context) as session:
+            prepare_for_lab(console, session.flavour, session.context.name, loaded.folder)
     run(lab, allow_context=allow_context)
 
 
@@ -361,8 +363,12 @@ def cluster_up(
     """Start the embedded cluster and make it the current context (like kind does)."""
     from kubelab.embedded import cluster
     from kubelab.output.terminal import dim_printer
+    from kubelab.run.interrupt import stop_signals
 
-    result = cluster.up(nodes=nodes, name=name, progress=dim_printer(console), real_node=real_node)
+    with stop_signals():  # SIGTERM/SIGHUP roll a half-started cluster back, like Ctrl-C
+        result = cluster.up(
+            nodes=nodes, name=name, progress=dim_printer(console), real_node=real_node
+        )
     real = f", real node [bold]{result.real_node}[/]" if result.real_node else ""
     console.print(
         f"[green]embedded cluster up[/]: context [bold]{result.context}[/]{real} in "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import stat
 import subprocess
@@ -150,9 +151,10 @@ def test_up_into_a_read_only_kubeconfig_starts_nothing(tmp_path: Path) -> None:
     assert not cluster.cluster_dir(name).exists()
 
 
-def test_an_interrupted_up_removes_what_it_started(tmp_path: Path) -> None:
-    """Ctrl-C while the control plane is starting: `up` rolls back, no process or port stays."""
-    import signal
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_up_removes_what_it_started(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C (or a SIGTERM, as from `kill` or a CI runner) while the control plane is starting:
+    `up` rolls back, no process or port stays."""
     import time
 
     name = f"e2e-int-{uuid.uuid4().hex[:4]}"
@@ -170,16 +172,50 @@ def test_an_interrupted_up_removes_what_it_started(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.05)
         assert cluster.cluster_footprint(name)[0], "no component started in time"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + signum, out
     assert "Traceback" not in out
-    assert "removing the half-started cluster" in out, out
+    assert "`up` interrupted; removing the half-started cluster" in out, out
     pids, ports = cluster.cluster_footprint(name)
     assert not pids and not ports
     assert not cluster.cluster_dir(name).exists()
     cfg = tmp_path / "config"
     assert not cfg.exists() or f"kwok-{name}" not in cfg.read_text()
+
+
+def test_down_with_a_read_only_kubeconfig_stops_nothing_and_says_why(tmp_path: Path) -> None:
+    """`down` removes the context last; when it cannot, it refuses before stopping anything
+    (the cluster keeps running, its context stays usable) instead of half-finishing."""
+    name = f"e2e-ro-{uuid.uuid4().hex[:4]}"
+    folder = tmp_path / "kube"
+    folder.mkdir()
+    env = {**os.environ, "KUBECONFIG": str(folder / "config")}
+    kubelab = str(Path(sys.executable).with_name("kubelab"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubelab, "cluster", *args, "--name", name],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    try:
+        assert cli("up", "--nodes", "1").returncode == 0
+        before = (folder / "config").read_bytes()
+        folder.chmod(0o555)
+        refused = cli("down")
+        folder.chmod(0o700)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "Traceback" not in out
+        assert "read-only" in out and "changed nothing" in out, out
+        assert (folder / "config").read_bytes() == before
+        assert cli("status").returncode == 0  # still running, still reachable by its context
+    finally:
+        folder.chmod(0o700)
+        cli("down")
+    procs, ports = cluster.cluster_footprint(name)
+    assert not procs and not ports
+    assert f"kwok-{name}" not in (folder / "config").read_text()

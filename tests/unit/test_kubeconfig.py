@@ -224,6 +224,21 @@ def test_a_read_only_kubeconfig_is_refused_and_left_as_it_was(tmp_path, what):
     assert sorted(p.name for p in folder.iterdir()) == ["config"]  # no backup, lock or temp
 
 
+def test_removing_from_a_read_only_folder_is_refused_up_front_only_when_there_is_work(tmp_path):
+    folder = tmp_path / "kube"
+    folder.mkdir()
+    path = _write(folder / "config", _config("mine", "mine"))
+    kc.upsert(*_entry("kwok-x"), path=path)
+    folder.chmod(0o555)
+    try:
+        kc.check_removable("absent", path=path)  # nothing to remove: nothing to refuse
+        with pytest.raises(kc.KubeconfigError, match="read-only"):
+            kc.check_removable("kwok-x", path=path)
+    finally:
+        folder.chmod(0o700)
+    kc.check_removable("kwok-x", path=path)
+
+
 def test_a_corrupt_kubeconfig_is_never_overwritten(tmp_path):
     path = tmp_path / "config"
     path.write_bytes(b"- a\n- b\n")

@@ -639,7 +639,8 @@ def up(
         return _finish_up(name, nodes, bins, real_node, apps_root, created, start, progress)
     except BaseException as exc:  # a failure or Ctrl-C: what this call started goes again
         if created:
-            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            # Ctrl-C, or a stop signal the CLI turned into an exception: not an Exception
+            why = "failed" if isinstance(exc, Exception) else "interrupted"
             progress(f"`up` {why}; removing the half-started cluster {name} again")
             with contextlib.suppress(Exception):
                 down(name, progress)
@@ -783,6 +784,8 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
     _check_name(name)
     ctx = context_name(name)
     cdir = cluster_dir(name)
+    # the context goes last: if it cannot be removed, say so before stopping anything
+    kubeconfig.check_removable(ctx)
     if has_real_node(name):
         from kubelab.embedded import node
 

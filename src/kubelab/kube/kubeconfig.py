@@ -471,6 +471,15 @@ def _store_previous(cfg: dict[str, Any], mapping: dict[str, str]) -> None:
         cfg["preferences"].pop("extensions", None)
 
 
+def check_removable(context_name: str, path: Path | None = None) -> None:
+    """Raise (before anything else is done) when :func:`remove` would have to change a
+    kubeconfig that cannot be written."""
+    p = path or kubeconfig_path()
+    cfg = load(p)
+    if _find(cfg.get("contexts") or [], context_name) or context_name in _previous_map(cfg):
+        _check_writable(p)
+
+
 def remove(context_name: str, path: Path | None = None) -> None:
     """Remove a context and the cluster and user it names (if no other context uses them).
 
