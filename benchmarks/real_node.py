@@ -50,9 +50,10 @@ def main() -> int:
         "--settle",
         type=float,
         default=12,
-        help="seconds between the node being Ready and the apply (default 12): for its first "
-        "10 s the kubelet delays each new probe worker by a random part of the probe period "
-        "(10 s here), as after a kubelet restart, so an apply right after `up` measures that",
+        help="seconds between the node being Ready and the apply (default 12): while the "
+        "kubelet is younger than a probe's period it delays each new probe worker by a random "
+        "part of that period, as after a kubelet restart; an apply right after `up` measures "
+        "that too",
     )
     args = parser.parse_args()
     reason = node.unsupported_reason()
