@@ -93,6 +93,9 @@ def test_only_health_answers_anonymously(embedded_cluster: Any) -> None:
     api = f"https://127.0.0.1:{opts['kubeApiserverPort']}"
     assert _status(f"{api}/readyz", _insecure()) == 200
     assert _status(f"{api}/api/v1/secrets", _insecure()) in (401, 403)
+    # kwok's server authenticates no one (logs/exec of fake Pods, /metrics, /debug/pprof): off
+    kwok = cluster.cluster_footprint(embedded_cluster.name)[0]["kwok-controller"]
+    assert not cluster._listening_ports(cluster._socket_inodes(kwok))
 
 
 def test_two_clusters_started_at_once_both_come_up(tmp_path: Path) -> None:

@@ -201,6 +201,10 @@ def kwokctl_config(name: str, ports: dict[str, int], real_node: bool) -> str:
             ("authorization-always-allow-paths", HEALTH_PATHS),
         ],
         "kube-scheduler": [("authorization-always-allow-paths", HEALTH_PATHS)],
+        # kwok's own server (fake nodes' logs/exec/port-forward, /metrics, /debug/pprof) has no
+        # authentication at all; simulated nodes need none of it: no server (an empty address
+        # alone would make kwok listen on 0.0.0.0:<node-port>)
+        "kwok-controller": [("server-address", ""), ("node-port", "0")],
     }
     if real_node:
         from kubelab.embedded import node
