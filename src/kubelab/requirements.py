@@ -125,10 +125,14 @@ class Capabilities:
             return False, f"needs the add-on {name!r}, which kubelab does not know"
         st = status(addon, self.kube, self.flavour)
         if release and st.source in ("cluster", "other"):
-            who = self.flavour.title if st.source == "cluster" else "something other than kubelab"
+            whose = (
+                f"the cluster's own ({self.flavour.title})"
+                if st.source == "cluster"
+                else "installed by something other than kubelab"
+            )
             return False, (
                 f"needs the add-on {name} as kubelab's Helm release "
-                f"{addon.namespace}/{addon.release}; here {who} provides it"
+                f"{addon.namespace}/{addon.release}; here it is {whose}"
             )
         if st.installed and st.ready:
             return True, ""
