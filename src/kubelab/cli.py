@@ -104,8 +104,12 @@ def _install_missing_addons(session, lab) -> None:
     """`run --install-addons`: install the add-ons the lab requires that are not ready yet."""
     from kubelab.addons.manage import install
 
-    wanted = [r.removeprefix("addon:") for r in lab.requirements() if r.startswith("addon:")]
-    missing = [n for n in wanted if not session.capabilities.check(f"addon:{n}")[0]]
+    wanted = {
+        r.partition(":")[2]: r
+        for r in lab.requirements()
+        if r.startswith(("addon:", "addon-release:"))
+    }
+    missing = [n for n, req in wanted.items() if not session.capabilities.check(req)[0]]
     if missing:
         console.print(f"installing the add-ons {', '.join(missing)} first (they outlive the lab)")
         with console.status("") as line:

@@ -7,6 +7,8 @@ Unmet requirements skip the step with the reason. The vocabulary (for the lab fo
 - helm: the command, on the session's PATH
 - nodes>=N: at least N nodes
 - addon:NAME: an add-on of kubelab.addons, installed AND ready (`kubelab addons install NAME`)
+- addon-release:NAME: the same, installed by kubelab as a Helm release (not provided by the
+  cluster itself), for steps that look at the release with helm
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 ADDONS: tuple[str, ...] = addons.names()  # the add-ons a lab may require, as addon:NAME
 REQUIREMENT_PATTERN = (
     r"^(containers|loadbalancer|metrics-api|default-storageclass|csr-signing|helm"
-    r"|nodes>=[1-9][0-9]?|addon:(" + "|".join(re.escape(a) for a in ADDONS) + r"))$"
+    r"|nodes>=[1-9][0-9]?|addon(-release)?:(" + "|".join(re.escape(a) for a in ADDONS) + r"))$"
 )
 REQUIREMENT_HELP: dict[str, str] = {
     "containers": "a container runtime that really runs containers (logs, exec, probes, HTTP)",
@@ -37,6 +39,8 @@ REQUIREMENT_HELP: dict[str, str] = {
     "nodes>=N": "at least N nodes",
     "addon:NAME": "an add-on installed and ready (`kubelab addons install NAME`): "
     + ", ".join(ADDONS),
+    "addon-release:NAME": "an add-on installed by `kubelab addons install NAME` as a Helm "
+    "release (not provided by the cluster itself), and ready",
 }
 
 METRICS_APISERVICE = "v1beta1.metrics.k8s.io"
@@ -99,6 +103,8 @@ class Capabilities:
             return ok, "needs the metrics API: `kubelab addons install metrics-server`"
         if req.startswith("addon:"):
             return self._addon(req.removeprefix("addon:"))
+        if req.startswith("addon-release:"):
+            return self._addon(req.removeprefix("addon-release:"), release=True)
         return False, f"unknown requirement {req!r}"
 
     def _default_storageclass(self) -> bool:
@@ -111,13 +117,23 @@ class Capabilities:
         key = "storageclass.kubernetes.io/is-default-class"
         return any((c["metadata"].get("annotations") or {}).get(key) == "true" for c in classes)
 
-    def _addon(self, name: str) -> tuple[bool, str]:
+    def _addon(self, name: str, release: bool = False) -> tuple[bool, str]:
         from kubelab.addons.manage import status
 
         addon = addons.ADDONS.get(name)
         if addon is None:
             return False, f"needs the add-on {name!r}, which kubelab does not know"
         st = status(addon, self.kube, self.flavour)
+        if release and st.source in ("cluster", "other"):
+            whose = (
+                f"the cluster's own ({self.flavour.title})"
+                if st.source == "cluster"
+                else "installed by something other than kubelab"
+            )
+            return False, (
+                f"needs the add-on {name} as kubelab's Helm release "
+                f"{addon.namespace}/{addon.release}; here it is {whose}"
+            )
         if st.installed and st.ready:
             return True, ""
         if not st.installed:

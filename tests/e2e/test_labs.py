@@ -36,7 +36,15 @@ def cluster_facts(cluster) -> dict[str, bool]:
         == "true"
         for c in json.loads(classes.stdout)["items"]
     )
+    # a release of metrics-server as helm records it (its release Secrets in kube-system)
+    release = cluster.kubectl(
+        "get", "secret", "-n", "kube-system", "-l", "owner=helm,name=metrics-server",
+        "-o", "name", check=False,
+    ).stdout.strip()  # fmt: skip
     return {
+        # metrics-server is the only add-on; the embedded cluster serves it beside its real node
+        "addon:metrics-server": metrics == "True",
+        "addon-release:metrics-server": bool(release) and metrics == "True",
         "containers": bool(real),
         "loadbalancer": False,
         "csr-signing": True,

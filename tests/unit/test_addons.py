@@ -434,3 +434,21 @@ def test_progress_in_a_log_prints_a_line_per_change_of_state_not_per_second(monk
         "m: waiting (1s) — 0/1 available",
         "m: waiting (3s) — 1/1 available",
     ]
+
+
+def test_addon_release_requirement_needs_kubelabs_own_helm_release():
+    assert re.match(REQUIREMENT_PATTERN, "addon-release:metrics-server")
+    assert not re.match(REQUIREMENT_PATTERN, "addon-release:nope")
+    installed = [release_secret("kube-system", "metrics-server", 1)]
+    assert caps([*installed, *MS_READY]).check("addon-release:metrics-server") == (True, "")
+    ok, reason = caps(installed).check("addon-release:metrics-server")
+    assert not ok and "not ready" in reason
+    ok, reason = caps([]).check("addon-release:metrics-server")
+    assert not ok and "kubelab addons install metrics-server" in reason
+    # served, but not by kubelab's release: a step reading the release with helm cannot run
+    ok, reason = caps(MS_READY, "k3d").check("addon-release:metrics-server")
+    assert not ok and "Helm release kube-system/metrics-server" in reason
+    assert FLAVOURS["k3d"].title in reason
+    ok, reason = caps(MS_READY, "kind").check("addon-release:metrics-server")
+    assert not ok and "something other than kubelab" in reason
+    assert caps(MS_READY, "kind").check("addon:metrics-server")[0]  # addon: is still met
