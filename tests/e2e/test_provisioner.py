@@ -46,7 +46,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
-  tolerations: [{{operator: Exists}}]
+  terminationGracePeriodSeconds: 2
   containers:
   - name: c
     image: docker.io/library/busybox:1.37.0
