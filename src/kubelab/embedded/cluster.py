@@ -547,6 +547,121 @@ def _wait_nodes(name: str, count: int, deadline: float) -> StatusResult:
     )
 
 
+# ---------------------------------------------------------------- the volume provisioner
+
+PROVISIONER_PROC = "kubelab-provisioner"  # its pid file: <cluster dir>/pids/<this>.pid
+PROVISIONER_READY_S = 30
+
+
+def volumes_dir(name: str = DEFAULT_NAME) -> Path:
+    """Where the provisioner makes volume folders: inside the cluster's own state folder."""
+    return cluster_dir(name) / "volumes"
+
+
+def _provisioner_pid(name: str) -> int | None:
+    pid = _pids(name).get(PROVISIONER_PROC)
+    return pid if pid is not None and _alive(pid) and _is_component_of(pid, name) else None
+
+
+def _kubectl_admin(name: str, args: list[str], stdin: str | None = None) -> str:
+    cmd = [str(build.bin_dir() / "kubectl"), "--kubeconfig", str(private_kubeconfig(name)), *args]
+    try:
+        proc = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise EmbeddedClusterError(f"`kubectl {' '.join(args[:2])}` timed out") from None
+    if proc.returncode != 0:
+        raise EmbeddedClusterError(
+            f"`kubectl {' '.join(args[:2])}` failed: {proc.stderr.strip()[-500:]}"
+        )
+    return proc.stdout
+
+
+def start_provisioner(name: str = DEFAULT_NAME, progress: Progress = print) -> int:
+    """Start the cluster's volume provisioner (:mod:`kubelab.embedded.provisioner`) unless it
+    runs; return once the default StorageClass exists. Its own identity, with its own RBAC."""
+    import sys
+
+    from kubelab.embedded import pki, provisioner
+
+    pid = _provisioner_pid(name)
+    cdir = cluster_dir(name)
+    if pid is None:
+        folder = cdir / "pki"
+        crt, key = pki.issue(
+            folder, "local-path-provisioner", (folder / "ca.crt", folder / "ca.key"),
+            provisioner.USER,
+        )  # fmt: skip
+        kcfg = cdir / "local-path-provisioner.kubeconfig"
+        text = yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "kubelab", "cluster": {
+                "server": _server(name), "certificate-authority": str(folder / "ca.crt")}}],
+            "users": [{"name": "provisioner", "user": {
+                "client-certificate": str(crt), "client-key": str(key)}}],
+            "contexts": [{"name": "kubelab", "context": {"cluster": "kubelab",
+                                                         "user": "provisioner"}}],
+            "current-context": "kubelab",
+        })  # fmt: skip
+        fd = os.open(kcfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        _kubectl_admin(name, ["apply", "--server-side", "--force-conflicts", "-f", "-"],
+                       provisioner.RBAC_MANIFEST)  # fmt: skip
+        (cdir / "logs").mkdir(parents=True, exist_ok=True)
+        (cdir / "pids").mkdir(parents=True, exist_ok=True)
+        log = open(cdir / "logs" / f"{PROVISIONER_PROC}.log", "ab")  # noqa: SIM115 - the child's
+        src = Path(provisioner.__file__).resolve().parents[2]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "kubelab.embedded.provisioner", "--kubeconfig", str(kcfg),
+             "--root", str(volumes_dir(name)), "--cluster-dir", str(cdir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=cdir,
+            env={**os.environ, "PYTHONPATH": str(src)},
+        )  # fmt: skip
+        log.close()
+        (cdir / "pids" / f"{PROVISIONER_PROC}.pid").write_text(f"{child.pid}\n")
+        pid = child.pid
+        progress(f"volume provisioner {provisioner.PROVISIONER} started (pid {pid})")
+    deadline = time.monotonic() + PROVISIONER_READY_S
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [str(build.bin_dir() / "kubectl"), "--kubeconfig", str(private_kubeconfig(name)),
+             "get", "storageclass", provisioner.DEFAULT_CLASS, "-o", "name"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if out.returncode == 0:
+            return pid
+        if not _alive(pid):
+            break
+        time.sleep(0.3)
+    tail = ""
+    with contextlib.suppress(OSError):
+        lines = (cdir / "logs" / f"{PROVISIONER_PROC}.log").read_text().splitlines()
+        tail = "\n  ".join(lines[-8:])
+    raise EmbeddedClusterError(
+        f"the volume provisioner did not make the StorageClass {provisioner.DEFAULT_CLASS} "
+        f"within {PROVISIONER_READY_S}s:\n  {tail}",
+        "`kubelab cluster down` removes everything that was started",
+    )
+
+
+def stop_provisioner(name: str = DEFAULT_NAME) -> None:
+    """Stop the provisioner (by its pid, only if it is this cluster's) and wait for it."""
+    pid = _provisioner_pid(name)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def has_real_node(name: str = DEFAULT_NAME) -> bool:
     """Was this cluster made with a real node (its node folder exists)?"""
     from kubelab.embedded import node
@@ -601,6 +716,7 @@ def up(
             from kubelab.embedded import node
 
             if node.active_cluster() == name and node.is_running(name):
+                start_provisioner(name, progress)
                 path = _merge_into_user_kubeconfig(name)
                 progress(f"cluster {name} is already running ({st.message}); context {ctx}")
                 return UpResult(
@@ -614,6 +730,7 @@ def up(
             if len(st.nodes) < nodes:
                 _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
                 st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+            start_provisioner(name, progress)
             path = _merge_into_user_kubeconfig(name)
             progress(f"cluster {name} is already running ({st.message}); context {ctx}")
             return UpResult(
@@ -697,6 +814,7 @@ def _finish_up(
         )  # fmt: skip
         real_name = result.name
         st = _wait_nodes(name, nodes + 1, time.monotonic() + READY_TIMEOUT_S)
+    start_provisioner(name, progress)
     path = _merge_into_user_kubeconfig(name)
     seconds = time.monotonic() - start
     progress(f"cluster {name} ready in {seconds:.1f}s: {st.message}; context {ctx} in {path}")
@@ -790,6 +908,7 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
     cdir = cluster_dir(name)
     # the context goes last: if it cannot be removed, say so before stopping anything
     kubeconfig.check_removable(ctx)
+    stop_provisioner(name)  # first: nothing reclaims volumes while the node goes
     if has_real_node(name):
         from kubelab.embedded import node
 

@@ -10,6 +10,12 @@ What is made here, cached under ``<kubelab cache>/images/``:
   k8s.io/kubernetes) compiled with ``gcc -Os -static``; containerd's sandbox image.
 - busybox: Debian's ``busybox-static`` with a link per applet; a **stand-in** for
   ``docker.io/library/busybox:<tag>`` that exists only inside the CI node.
+- rabbitmq: Debian 13 "trixie"'s ``rabbitmq-server`` package (RabbitMQ 4.0.5 on Erlang 27) on a
+  ``debootstrap --variant=minbase`` of trixie, laid out like the official image where the labs
+  depend on it (uid/gid 999 ``rabbitmq``, data and HOME in /var/lib/rabbitmq, configuration in
+  /etc/rabbitmq, logs to stdout, ``RABBITMQ_DEFAULT_USER``/``_PASS`` honoured by the server,
+  ports 5672 and 15672); a **stand-in** for ``docker.io/library/rabbitmq:<tag>-management``
+  that exists only inside the CI node.
 - the Python base: ``debootstrap --variant=minbase`` of Debian bookworm with python3 (the same
   Python minor as the apps' pinned ``python:3.11-slim-bookworm`` base), cached as a tarball.
 - the course's apps: ``buildah bud`` of each ``apps/<app>/Dockerfile`` with
@@ -44,6 +50,12 @@ PAUSE_TAG = "3.10.2"  # build/pause/Makefile of Kubernetes 1.36
 PAUSE_IMAGE = f"localhost/kubelab/pause:{PAUSE_TAG}"
 BUSYBOX_TAG = "1.37.0"  # the tag the labs name; the content is Debian's busybox-static
 BUSYBOX_IMAGE = f"docker.io/library/busybox:{BUSYBOX_TAG}"
+# the tag the labs name (the current official 4.x image); the content is Debian's package below
+RABBITMQ_TAG = "4.3.2-management"
+RABBITMQ_IMAGE = f"docker.io/library/rabbitmq:{RABBITMQ_TAG}"
+RABBITMQ_SUITE = "trixie"
+RABBITMQ_DEB_VERSION = "4.0.5-6+deb13u2"  # Debian 13's rabbitmq-server, checked after install
+RABBITMQ_UID = 999  # as in the official image
 BASE_SUITE = "bookworm"
 BASE_IMAGE = "localhost/kubelab/python-base:3.11-bookworm"
 # the Dockerfiles call `python` (python-is-python3), `python -m venv` (python3-venv),
@@ -330,6 +342,105 @@ def busybox_image() -> BuiltImage:
         write_image(archive, BUSYBOX_IMAGE, [_layer_from_entries(entries)], ImageConfig(cmd=["sh"]))
         _stamp(archive, key)
     return BuiltImage(BUSYBOX_IMAGE, archive, stand_in=True)
+
+
+# ---------------------------------------------------------------- the RabbitMQ stand-in
+
+# What the official image puts in /etc/rabbitmq/conf.d/10-defaults.conf (a lab that mounts its own
+# /etc/rabbitmq replaces it, as it does on the official image).
+RABBITMQ_DEFAULTS_CONF = """## kubelab stand-in for the official image's defaults
+loopback_users.guest = false
+log.console = true
+"""
+RABBITMQ_ENV = [
+    "PATH=/usr/lib/rabbitmq/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "RABBITMQ_DATA_DIR=/var/lib/rabbitmq",
+    "HOME=/var/lib/rabbitmq",
+    "LANG=C.UTF-8",
+    "LANGUAGE=C.UTF-8",
+    "LC_ALL=C.UTF-8",
+    # as in the official image: no pid file or systemd notification expected
+    "RUNNING_UNDER_SYSTEMD=true",
+]
+
+
+def rabbitmq_rootfs(progress: Progress = print) -> Path:
+    """debootstrap of Debian trixie with rabbitmq-server, as a tarball (made once)."""
+    tarball = images_dir() / f"rabbitmq-{RABBITMQ_SUITE}.tar"
+    key = _key(RABBITMQ_SUITE, RABBITMQ_DEB_VERSION, RABBITMQ_UID, RABBITMQ_DEFAULTS_CONF)
+    if _fresh(tarball, key):
+        return tarball
+    images_dir().mkdir(parents=True, exist_ok=True)
+    if shutil.which("debootstrap") is None:
+        raise ImageError("debootstrap is not installed", "run `make test-deps` (needs root)")
+    start = time.monotonic()
+    progress(f"building the RabbitMQ stand-in from Debian {RABBITMQ_SUITE} (once, ~2 min) ...")
+    with tempfile.TemporaryDirectory(prefix="kubelab-rabbitmq-", dir=images_dir()) as tmp:
+        root = Path(tmp) / "rootfs"
+        _run(
+            ["debootstrap", "--variant=minbase", "--include=rabbitmq-server,ca-certificates",
+             RABBITMQ_SUITE, str(root), "http://deb.debian.org/debian"],
+            "debootstrap the RabbitMQ stand-in",
+            timeout=1200,
+        )  # fmt: skip
+        installed = _run(
+            ["chroot", str(root), "dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"],
+            "read the installed rabbitmq-server version",
+        ).strip()
+        if installed != RABBITMQ_DEB_VERSION:
+            raise ImageError(
+                f"Debian {RABBITMQ_SUITE} now ships rabbitmq-server {installed}, the recipe pins "
+                f"{RABBITMQ_DEB_VERSION}",
+                "update RABBITMQ_DEB_VERSION in src/kubelab/embedded/images.py (and the lessons "
+                "that name it) after checking the new version",
+            )
+        # the official image's user: uid/gid 999, HOME = the data folder
+        uid = str(RABBITMQ_UID)
+        _run(["chroot", str(root), "groupmod", "--gid", uid, "rabbitmq"], "groupmod rabbitmq")
+        _run(
+            ["chroot", str(root), "usermod", "--uid", uid, "--gid", uid,
+             "--home", "/var/lib/rabbitmq", "rabbitmq"],
+            "usermod rabbitmq",
+        )  # fmt: skip
+        for folder in ("var/lib/rabbitmq", "var/log/rabbitmq", "etc/rabbitmq",
+                       "etc/rabbitmq/conf.d"):  # fmt: skip
+            path = root / folder
+            path.mkdir(parents=True, exist_ok=True)
+            for sub in [path, *path.rglob("*")]:
+                os.lchown(sub, RABBITMQ_UID, RABBITMQ_UID)
+            os.chmod(path, 0o1777)  # as the official image: any uid may run it
+        for stale in (root / "var/lib/rabbitmq").iterdir():  # a cookie made by postinst
+            if stale.is_file():
+                stale.unlink()
+        conf = root / "etc/rabbitmq/conf.d/10-defaults.conf"
+        conf.write_text(RABBITMQ_DEFAULTS_CONF)
+        os.chown(conf, RABBITMQ_UID, RABBITMQ_UID)
+        for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/lib/apt/lists",
+                     "var/cache/apt", "usr/share/locale", "var/log/apt"):  # fmt: skip
+            shutil.rmtree(root / junk, ignore_errors=True)
+        (root / "var/lib/apt/lists").mkdir(parents=True, exist_ok=True)
+        tmp_tar = tarball.with_name(f".{tarball.name}.tmp")
+        _run(
+            ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(root), "-cf",
+             str(tmp_tar), "."],
+            "pack the RabbitMQ stand-in",
+        )  # fmt: skip
+        os.replace(tmp_tar, tarball)
+    _stamp(tarball, key)
+    progress(f"built the RabbitMQ stand-in rootfs in {time.monotonic() - start:.0f}s")
+    return tarball
+
+
+def rabbitmq_image(progress: Progress = print) -> BuiltImage:
+    """The RabbitMQ stand-in as an image archive (one layer), under the official image's name."""
+    tarball = rabbitmq_rootfs(progress)
+    archive = images_dir() / "rabbitmq.tar"
+    config = ImageConfig(cmd=["rabbitmq-server"], env=RABBITMQ_ENV, user=str(RABBITMQ_UID))
+    key = _key(tarball.with_suffix(".stamp"), RABBITMQ_IMAGE, config)
+    if not _fresh(archive, key):
+        write_image(archive, RABBITMQ_IMAGE, [tarball.read_bytes()], config)
+        _stamp(archive, key)
+    return BuiltImage(RABBITMQ_IMAGE, archive, stand_in=True)
 
 
 # ---------------------------------------------------------------- the Python base and the apps

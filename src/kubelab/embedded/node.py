@@ -689,7 +689,7 @@ class NodeResult:
 def ensure_images(apps_root: Path, progress: Progress = print) -> list[images.BuiltImage]:
     """Every image the node imports (built once, cached)."""
     runc = build.bin_dir() / "runc"
-    out = [images.pause_image(), images.busybox_image()]
+    out = [images.pause_image(), images.busybox_image(), images.rabbitmq_image(progress)]
     for app in images.app_images(apps_root):
         out.append(images.app_image(app, runc, progress))
     return out
@@ -759,7 +759,8 @@ def start(
     apps = [
         b for b in built if b.ref.startswith("localhost/kubelab/") and b.ref != images.PAUSE_IMAGE
     ]
-    eager = [b for b in built if b not in apps] + apps[:1]
+    # RabbitMQ (one lab's broker) is unpacked when its first Pod starts
+    eager = [b for b in built if b not in apps and b.ref != images.RABBITMQ_IMAGE] + apps[:1]
 
     def unpack() -> None:
         for image in eager:
