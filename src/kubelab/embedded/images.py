@@ -415,20 +415,26 @@ def rabbitmq_rootfs(progress: Progress = print) -> Path:
         conf = root / "etc/rabbitmq/conf.d/10-defaults.conf"
         conf.write_text(RABBITMQ_DEFAULTS_CONF)
         os.chown(conf, RABBITMQ_UID, RABBITMQ_UID)
-        for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/lib/apt/lists",
-                     "var/cache/apt", "usr/share/locale", "var/log/apt"):  # fmt: skip
-            shutil.rmtree(root / junk, ignore_errors=True)
-        (root / "var/lib/apt/lists").mkdir(parents=True, exist_ok=True)
-        tmp_tar = tarball.with_name(f".{tarball.name}.tmp")
-        _run(
-            ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(root), "-cf",
-             str(tmp_tar), "."],
-            "pack the RabbitMQ stand-in",
-        )  # fmt: skip
-        os.replace(tmp_tar, tarball)
+        _pack_rootfs(root, tarball, "the RabbitMQ stand-in", extra_junk=("var/log/apt",))
     _stamp(tarball, key)
     progress(f"built the RabbitMQ stand-in rootfs in {time.monotonic() - start:.0f}s")
     return tarball
+
+
+def _pack_rootfs(root: Path, tarball: Path, what: str, extra_junk: tuple[str, ...] = ()) -> None:
+    """Drop what a container never reads (docs, apt's lists and caches), then tar the rootfs
+    reproducibly (numeric owners, sorted, mtime 0) and put it in place atomically."""
+    for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/lib/apt/lists",
+                 "var/cache/apt", "usr/share/locale", *extra_junk):  # fmt: skip
+        shutil.rmtree(root / junk, ignore_errors=True)
+    (root / "var/lib/apt/lists").mkdir(parents=True, exist_ok=True)
+    tmp_tar = tarball.with_name(f".{tarball.name}.tmp")
+    _run(
+        ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(root), "-cf",
+         str(tmp_tar), "."],
+        f"pack {what}",
+    )  # fmt: skip
+    os.replace(tmp_tar, tarball)
 
 
 def rabbitmq_image(progress: Progress = print) -> BuiltImage:
@@ -463,19 +469,9 @@ def base_rootfs() -> Path:
             "debootstrap the Python base",
             timeout=1200,
         )  # fmt: skip
-        for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/lib/apt/lists",
-                     "var/cache/apt", "usr/share/locale"):  # fmt: skip
-            shutil.rmtree(root / junk, ignore_errors=True)
-        (root / "var/lib/apt/lists").mkdir(parents=True, exist_ok=True)
         for cache in root.rglob("__pycache__"):
             shutil.rmtree(cache, ignore_errors=True)
-        tmp_tar = tarball.with_name(f".{tarball.name}.tmp")
-        _run(
-            ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", str(root), "-cf",
-             str(tmp_tar), "."],
-            "pack the Python base",
-        )  # fmt: skip
-        os.replace(tmp_tar, tarball)
+        _pack_rootfs(root, tarball, "the Python base")
     _stamp(tarball, key)
     return tarball
 
