@@ -86,7 +86,15 @@ class Capabilities:
             return found, "needs helm on PATH (see the prerequisites)"
         if req.startswith("nodes>="):
             want = int(req.removeprefix("nodes>="))
-            return self.node_count >= want, f"needs {want} nodes; the cluster has {self.node_count}"
+            more = (
+                f" (`kubelab cluster up --nodes {want}` adds simulated nodes)"
+                if self.flavour.name == "embedded"
+                else ""
+            )
+            return (
+                self.node_count >= want,
+                f"needs {want} nodes; the cluster has {self.node_count}{more}",
+            )
         if req == "default-storageclass":
             return (
                 self._default_storageclass(),

@@ -831,15 +831,20 @@ def start(
     if unpack_errors or unpacker.is_alive():
         why = "; ".join(unpack_errors or ["timeout"])
         raise RealNodeError(f"unpacking the images failed: {why}")
-    # fake nodes take no Pods unless a Pod tolerates it: labs run on the real node
-    _run([*kubectl, "taint", "nodes", "-l", "type=kwok", FAKE_TAINT, "--overwrite"],
-         "taint the simulated nodes", check=False)  # fmt: skip
+    taint_simulated(admin_kubeconfig)
     return NodeResult(
         NODE_NAME,
         time.monotonic() - begin,
         [b.ref for b in built],
         [b.ref for b in built if b.stand_in],
     )
+
+
+def taint_simulated(admin_kubeconfig: Path) -> None:
+    """Fake nodes take no Pods unless a Pod tolerates it: labs run on the real node."""
+    kubectl = [str(build.bin_dir() / "kubectl"), "--kubeconfig", str(admin_kubeconfig)]
+    _run([*kubectl, "taint", "nodes", "-l", "type=kwok", FAKE_TAINT, "--overwrite"],
+         "taint the simulated nodes", check=False)  # fmt: skip
 
 
 def _ok(cmd: list[str]) -> bool:
