@@ -36,7 +36,13 @@ def cluster_facts(cluster) -> dict[str, bool]:
         == "true"
         for c in json.loads(classes.stdout)["items"]
     )
+    daemonsets = json.loads(
+        cluster.kubectl("get", "daemonsets", "-n", "kube-system", "-o", "json").stdout
+    )["items"]
+    enforcers = {"kindnet", "calico-node", "cilium", "kube-router", "antrea-agent", "canal"}
     return {
+        # the embedded cluster's nodes run no network plugin that enforces policies
+        "network-policy": any(d["metadata"]["name"] in enforcers for d in daemonsets),
         "containers": bool(real),
         "loadbalancer": False,
         "csr-signing": True,

@@ -43,6 +43,7 @@ FLAVOUR = Embedded(
     title="kubelab embedded cluster (kwok nodes)",
     context_patterns=("kwok-*",),
     containers=False,
+    network_policy=False,  # no network plugin enforces policies on its nodes
     notes="a real control plane whose nodes are simulated: no containers run",
     images_note="its real node, when there is one, imports the course's images itself",
 )
