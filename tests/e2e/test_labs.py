@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ from kubelab.lab.loader import lab_names, load_lab
 def course_labs() -> list[str]:
     """The labs this test runs: every folder with a lab.yaml under labs/ ($KUBELAB_LABS)."""
     return lab_names()
+
+
+KUBE_ROUTER_HEALTH = 20244  # the real node's kube-router (kubelab.embedded.node)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def cluster_facts(cluster) -> dict[str, bool]:
@@ -36,13 +48,9 @@ def cluster_facts(cluster) -> dict[str, bool]:
         == "true"
         for c in json.loads(classes.stdout)["items"]
     )
-    daemonsets = json.loads(
-        cluster.kubectl("get", "daemonsets", "-n", "kube-system", "-o", "json").stdout
-    )["items"]
-    enforcers = {"kindnet", "calico-node", "cilium", "kube-router", "antrea-agent", "canal"}
     return {
-        # the embedded cluster's nodes run no network plugin that enforces policies
-        "network-policy": any(d["metadata"]["name"] in enforcers for d in daemonsets),
+        # the real node runs kube-router's network-policy firewall as a host process: it answers
+        "network-policy": bool(real) and _answers(f"http://127.0.0.1:{KUBE_ROUTER_HEALTH}/healthz"),
         "containers": bool(real),
         "loadbalancer": False,
         "csr-signing": True,

@@ -98,7 +98,9 @@ def test_network_policy_enforcement_per_flavour():
     enforce = {f.name: f.network_policy for f in FLAVOURS.values()}
     assert enforce["k3d"] is True and enforce["rancher-desktop"] is True
     assert enforce["embedded"] is False
-    assert detect("kwok-x", [node("real-node", REAL)]).network_policy is False
+    assert detect("kwok-x", [node("kwok-1", annotations=FAKE)]).network_policy is False
+    # with its real node, kube-router's firewall enforces them there
+    assert detect("kwok-x", [node("real-node", REAL)]).network_policy is True
     for name in ("kind", "minikube", "docker-desktop", "orbstack", "unknown"):
         assert enforce[name] is None, name
 
