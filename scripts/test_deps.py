@@ -25,7 +25,8 @@ PACKAGES = {
     "debootstrap": "the Python base image (Debian bookworm) the apps' Dockerfiles build FROM",
     "buildah": "builds apps/*/Dockerfile offline",
     "nftables": "kube-proxy's nftables mode (the `nft` program)",
-    "iptables": "the kubelet's iptables checks",
+    "iptables": "the kubelet's iptables checks; kube-router's network-policy firewall",
+    "ipset": "kube-router's network-policy firewall (sets of Pod addresses)",
     "iproute2": "the node's bridge",
     "openssl": "the node's certificates",
 }

@@ -352,7 +352,13 @@ def _known_step(loaded, step_id: str) -> None:
 @cluster_app.command("up")
 def cluster_up(
     nodes: Annotated[
-        int, typer.Option("--nodes", min=0, max=50, help="simulated (kwok) nodes")
+        int,
+        typer.Option(
+            "--nodes",
+            min=0,
+            max=50,
+            help="simulated (kwok) nodes; on a running cluster, adds nodes up to this number",
+        ),
     ] = 1,
     name: NameOpt = "kubelab",
     real_node: Annotated[

@@ -3,6 +3,8 @@
 Unmet requirements skip the step with the reason. The vocabulary (for the lab format's schema):
 
 - containers, loadbalancer, csr-signing: what the flavour can do (kubelab.flavours)
+- network-policy: the flavour's network plugin enforces NetworkPolicy; where that depends on the
+  plugin installed, a known enforcing plugin's DaemonSet runs in kube-system
 - metrics-api, default-storageclass: asked of the live cluster
 - helm: the command, on the session's PATH
 - nodes>=N: at least N nodes
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 ADDONS: tuple[str, ...] = addons.names()  # the add-ons a lab may require, as addon:NAME
 REQUIREMENT_PATTERN = (
-    r"^(containers|loadbalancer|metrics-api|default-storageclass|csr-signing|helm"
+    r"^(containers|loadbalancer|metrics-api|default-storageclass|csr-signing|helm|network-policy"
     r"|nodes>=[1-9][0-9]?|addon(-release)?:(" + "|".join(re.escape(a) for a in ADDONS) + r"))$"
 )
 REQUIREMENT_HELP: dict[str, str] = {
@@ -36,6 +38,7 @@ REQUIREMENT_HELP: dict[str, str] = {
     "default-storageclass": "a default StorageClass that provisions volumes",
     "csr-signing": "the CertificateSigningRequest API issues client certificates",
     "helm": "the helm command",
+    "network-policy": "a network plugin that enforces NetworkPolicy",
     "nodes>=N": "at least N nodes",
     "addon:NAME": "an add-on installed and ready (`kubelab addons install NAME`): "
     + ", ".join(ADDONS),
@@ -44,6 +47,9 @@ REQUIREMENT_HELP: dict[str, str] = {
 }
 
 METRICS_APISERVICE = "v1beta1.metrics.k8s.io"
+# DaemonSets in kube-system of network plugins that enforce NetworkPolicy (kindnet since kind
+# v0.24, where it embeds kube-network-policies)
+POLICY_ENFORCERS = ("kindnet", "calico-node", "cilium", "kube-router", "antrea-agent", "canal")
 
 
 def is_requirement(text: str) -> bool:
@@ -85,12 +91,22 @@ class Capabilities:
             )
         if req == "csr-signing":
             return f.csr_signing, f"needs the CSR API to sign client certificates on {f.title}"
+        if req == "network-policy":
+            return self._network_policy()
         if req == "helm":
             found = shutil.which("helm", path=self.path) is not None
             return found, "needs helm on PATH (see the prerequisites)"
         if req.startswith("nodes>="):
             want = int(req.removeprefix("nodes>="))
-            return self.node_count >= want, f"needs {want} nodes; the cluster has {self.node_count}"
+            more = (
+                f" (`kubelab cluster up --nodes {want}` adds simulated nodes)"
+                if self.flavour.name == "embedded"
+                else ""
+            )
+            return (
+                self.node_count >= want,
+                f"needs {want} nodes; the cluster has {self.node_count}{more}",
+            )
         if req == "default-storageclass":
             return (
                 self._default_storageclass(),
@@ -106,6 +122,28 @@ class Capabilities:
         if req.startswith("addon-release:"):
             return self._addon(req.removeprefix("addon-release:"), release=True)
         return False, f"unknown requirement {req!r}"
+
+    def _network_policy(self) -> tuple[bool, str]:
+        f = self.flavour
+        if f.network_policy is not None:
+            return (
+                f.network_policy,
+                f"needs a network plugin that enforces NetworkPolicy; {f.title} has none",
+            )
+        from kubelab.kube.client import UnknownKind
+
+        try:
+            sets = self.kube.list("apps/v1", "DaemonSet", "kube-system")
+        except UnknownKind:
+            sets = []
+        names = {d["metadata"]["name"] for d in sets}
+        if names & set(POLICY_ENFORCERS):
+            return True, ""
+        return False, (
+            "needs a network plugin that enforces NetworkPolicy; none of "
+            + ", ".join(POLICY_ENFORCERS)
+            + " runs in kube-system (see the lab's lesson for your flavour)"
+        )
 
     def _default_storageclass(self) -> bool:
         from kubelab.kube.client import UnknownKind

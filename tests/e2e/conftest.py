@@ -89,9 +89,10 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embed
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     host_before = hoststate.snapshot() if real else None
     try:
-        # two nodes in all: with the real node, one of them is real
+        # four nodes in all (labs/nodes-and-scheduling needs them): with the real node, one of
+        # them is real and the simulated ones are tainted, so container labs still land on it
         result = cluster.up(
-            nodes=1 if real else 2, name=name, progress=lambda _msg: None, real_node=real
+            nodes=3 if real else 4, name=name, progress=lambda _msg: None, real_node=real
         )
         env = {
             **os.environ,

@@ -334,6 +334,11 @@ def test_up_twice_then_down_restores_kubeconfig_and_leaves_nothing(
         assert second.already_running
         assert any("already running" in m for m in msgs)
         assert cluster.status(name).ready
+        # `up --nodes N` on a running cluster adds simulated nodes up to N, never removes any
+        grown = cluster.up(nodes=3, name=name, progress=msgs.append)
+        assert grown.already_running and len(grown.nodes) == 3
+        assert len(cluster.up(nodes=2, name=name, progress=msgs.append).nodes) == 3
+        assert cluster.status(name).ready
     finally:
         cluster.down(name=name, progress=msgs.append)
     for pid in pids.values():

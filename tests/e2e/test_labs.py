@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ from kubelab.lab.loader import lab_names, load_lab
 def course_labs() -> list[str]:
     """The labs this test runs: every folder with a lab.yaml under labs/ ($KUBELAB_LABS)."""
     return lab_names()
+
+
+KUBE_ROUTER_HEALTH = 20244  # the real node's kube-router (kubelab.embedded.node)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def cluster_facts(cluster) -> dict[str, bool]:
@@ -45,6 +57,8 @@ def cluster_facts(cluster) -> dict[str, bool]:
         # metrics-server is the only add-on; the embedded cluster serves it beside its real node
         "addon:metrics-server": metrics == "True",
         "addon-release:metrics-server": bool(release) and metrics == "True",
+        # the real node runs kube-router's network-policy firewall as a host process: it answers
+        "network-policy": bool(real) and _answers(f"http://127.0.0.1:{KUBE_ROUTER_HEALTH}/healthz"),
         "containers": bool(real),
         "loadbalancer": False,
         "csr-signing": True,

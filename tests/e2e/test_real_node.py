@@ -269,6 +269,22 @@ def test_a_missing_image_fails_fast_and_is_never_fetched(real: Any, namespace: s
     assert "127.0.0.1:9" in message  # the only "registry" there is
 
 
+def test_up_with_more_nodes_adds_simulated_nodes_that_are_tainted_too(real: Any) -> None:
+    from kubelab.embedded import cluster
+
+    def simulated() -> list[dict[str, Any]]:
+        items = json.loads(real.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return [n for n in items if n["metadata"]["name"] != real.real_node]
+
+    before = len(simulated())
+    result = cluster.up(nodes=before + 1, name=real.name, progress=lambda _m: None)
+    assert result.already_running and result.real_node == real.real_node
+    after = simulated()
+    assert len(after) == before + 1
+    for n in after:  # container labs keep landing on the real node
+        assert any(t["key"] == "kwok.x-k8s.io/node" for t in n["spec"].get("taints", [])), n
+
+
 def test_the_node_listens_on_loopback_and_its_bridge_only(real: Any) -> None:
     paths = node.Paths(real.name)
     inodes: set[str] = set()

@@ -269,6 +269,7 @@ def test_requirement_vocabulary_knows_exactly_the_registered_addons():
     assert re.match(REQUIREMENT_PATTERN, "addon:metrics-server")
     assert not re.match(REQUIREMENT_PATTERN, "addon:nope")
     assert is_requirement("nodes>=3") and is_requirement("containers")
+    assert is_requirement("network-policy")
     assert not is_requirement("nodes>=0")
 
 

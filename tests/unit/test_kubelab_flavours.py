@@ -92,6 +92,19 @@ def test_capabilities_per_flavour():
     assert all(caps[n][1] for n in ("docker-desktop", "k3d", "rancher-desktop", "orbstack"))
 
 
+def test_network_policy_enforcement_per_flavour():
+    # k3s (k3d, Rancher Desktop) enforces with its built-in controller; the embedded cluster
+    # never does; the others depend on the plugin installed (looked up in kube-system)
+    enforce = {f.name: f.network_policy for f in FLAVOURS.values()}
+    assert enforce["k3d"] is True and enforce["rancher-desktop"] is True
+    assert enforce["embedded"] is False
+    assert detect("kwok-x", [node("kwok-1", annotations=FAKE)]).network_policy is False
+    # with its real node, kube-router's firewall enforces them there
+    assert detect("kwok-x", [node("real-node", REAL)]).network_policy is True
+    for name in ("kind", "minikube", "docker-desktop", "orbstack", "unknown"):
+        assert enforce[name] is None, name
+
+
 def test_every_flavour_module_is_registered_with_distinct_context_patterns():
     assert set(FLAVOURS) == {
         "docker-desktop",

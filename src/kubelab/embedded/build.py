@@ -127,6 +127,7 @@ def binaries() -> list[Binary]:
     containerd = _module_versions("containerd").get("github.com/containerd/containerd/v2", "v0")
     runc = _module_versions("runc").get("github.com/opencontainers/runc", "v0")
     ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
+    kr = _module_versions("kube-router").get("github.com/cloudnativelabs/kube-router/v2", "v0")
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -185,6 +186,14 @@ def binaries() -> list[Binary]:
             (f"sigs.k8s.io/metrics-server/pkg/version.gitVersion={ms}",),
             "node",
         ),
+        # the real node's NetworkPolicy firewall (run without its router and service proxy)
+        Binary(
+            "kube-router",
+            "kube-router",
+            "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+            (f"github.com/cloudnativelabs/kube-router/v2/pkg/version.Version={kr}",),
+            "node",
+        ),
         # last: they share most packages with the control plane (warm build cache by then)
         Binary("kubelet", "kube", "k8s.io/kubernetes/cmd/kubelet", k, "node"),
         Binary("kube-proxy", "kube", "k8s.io/kubernetes/cmd/kube-proxy", k, "node"),
@@ -217,6 +226,7 @@ NODE_BINARY_NAMES = (
     "cni/portmap",
     "coredns",
     "metrics-server",
+    "kube-router",
 )
 
 

@@ -716,6 +716,8 @@ def up(
             from kubelab.embedded import node
 
             if node.active_cluster() == name and node.is_running(name):
+                if len(st.nodes) - 1 < nodes:  # --nodes counts the simulated ones
+                    st = _scale(name, nodes, True, progress)
                 start_provisioner(name, progress)
                 path = _merge_into_user_kubeconfig(name)
                 progress(f"cluster {name} is already running ({st.message}); context {ctx}")
@@ -728,8 +730,7 @@ def up(
             down(name, progress)
         elif st.api_ok:
             if len(st.nodes) < nodes:
-                _kwokctl(name, ["scale", "node", "--replicas", str(nodes)], 60)
-                st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+                st = _scale(name, nodes, False, progress)
             start_provisioner(name, progress)
             path = _merge_into_user_kubeconfig(name)
             progress(f"cluster {name} is already running ({st.message}); context {ctx}")
@@ -768,6 +769,26 @@ def up(
         raise
 
 
+def _scale(name: str, nodes: int, real_node: bool, progress: Progress) -> StatusResult:
+    """Grow the simulated nodes to `nodes` (never shrinks them: Pods may run there).
+
+    With ``real_node`` the simulated nodes get no routable InternalIP (192.0.2.x is this VM's
+    gateway) and, once the real node runs, its taint (see kubelab.embedded.node), so that
+    container labs keep landing on the real node."""
+    scale = ["scale", "node", "--replicas", str(nodes)]
+    if real_node:
+        scale += ["--param", ".nodeIPs=[]"]
+    _kwokctl(name, scale, 60)
+    from kubelab.embedded import node
+
+    running = real_node and node.active_cluster() == name and node.is_running(name)
+    st = _wait_nodes(name, nodes + running, time.monotonic() + READY_TIMEOUT_S)
+    if running:
+        progress(f"tainting the simulated nodes {node.FAKE_TAINT}")
+        node.taint_simulated(private_kubeconfig(name))
+    return st
+
+
 def _check_kubeconfig_writable() -> Path:
     """The context is written at the end of `up`: make sure it can be, before starting."""
     path = kubeconfig.kubeconfig_path()
@@ -799,11 +820,7 @@ def _finish_up(
         progress(f"starting cluster {name} (Kubernetes {build.k8s_version()}) ...")
         _create(name, bins, real_node)
     progress(f"adding {nodes} simulated node(s) ...")
-    scale = ["scale", "node", "--replicas", str(nodes)]
-    if real_node:  # fake nodes get no routable InternalIP (192.0.2.x is this VM's gateway)
-        scale += ["--param", ".nodeIPs=[]"]
-    _kwokctl(name, scale, 60)
-    st = _wait_nodes(name, nodes, time.monotonic() + READY_TIMEOUT_S)
+    st = _scale(name, nodes, real_node, progress)
     real_name = None
     if real_node:
         from kubelab.embedded import node

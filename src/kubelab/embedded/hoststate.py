@@ -72,12 +72,22 @@ def save(dest: Path) -> dict[str, object]:
         "sysctls": {k: v for k in SYSCTLS if (v := read_sysctl(k)) is not None},
         "paths": {p: os.path.lexists(p) for p in HOST_PATHS},
         "nft_tables": nft_tables(),
+        "ipsets": ipsets(),
         "cgroups": {c: sorted(cgroup_children(c)) for c in cgroup_controllers()},
     }
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, dest)
     return state
+
+
+def ipsets() -> list[str]:
+    """The names of the kernel's ipsets (kube-router's firewall makes some); [] without ipset."""
+    try:
+        proc = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
 
 def load(path: Path) -> dict[str, object]:
@@ -208,6 +218,7 @@ def snapshot() -> dict[str, object]:
         .splitlines(),
         "nft_tables": nft_tables(),
         "nft_chains": nft_chains(),
+        "ipsets": ipsets(),
         # only what Kubernetes and containerd name (build tools make short-lived ones)
         "cgroups": {
             c: sorted(n for n in cgroup_children(c) if n.startswith(KUBE_CGROUPS))

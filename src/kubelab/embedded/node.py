@@ -13,6 +13,9 @@ and Service ranges, no default route: Pods cannot send anything off the machine)
 (nftables) makes Services work from Pods and from the host. CoreDNS and metrics-server run as
 host processes bound to the bridge address, behind selector-less Services (``kube-dns`` at
 10.96.0.10 and ``metrics-server`` for the ``v1beta1.metrics.k8s.io`` APIService).
+kube-router's network-policy controller alone (no router, no service proxy) enforces
+NetworkPolicy for the node's Pods with iptables (nft backend) and ipsets on the bridge's
+FORWARD path; teardown drops the nft tables and ipsets it added.
 
 One real node per machine (the kubelet's port, the bridge and kube-proxy's nft tables are
 host-wide); a second cluster asking for one gets a clear error.
@@ -55,10 +58,11 @@ KUBE_PROXY_HEALTHZ_PORT = 10256
 KUBE_PROXY_METRICS_PORT = 10249
 COREDNS_HEALTH_PORT = 10254
 METRICS_SERVER_PORT = 10260
+KUBE_ROUTER_HEALTH_PORT = 20244
 READY_TIMEOUT_S = 60
 NO_REGISTRY = "http://127.0.0.1:9"  # the discard port; refused at once
 # the node's processes, in start order (stopped in reverse)
-PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns", "metrics-server")
+PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns", "metrics-server", "kube-router")
 
 
 class RealNodeError(KubelabError):
@@ -667,6 +671,27 @@ roleRef:
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:metrics-server"}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "kubelab:kube-router"}
+rules:
+  # its informers; the network-policy controller reads Pods, Namespaces and policies
+  - apiGroups: [""]
+    resources: [pods, namespaces, nodes, services, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "kubelab:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubelab:kube-router"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "kubelab:kube-router"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: "kubelab:kube-proxy"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node-proxier"}
@@ -720,6 +745,7 @@ def start(
         ("kube-proxy", "system:kube-proxy", ""),
         ("coredns", "kubelab:coredns", ""),
         ("metrics-server", "kubelab:metrics-server", ""),
+        ("kube-router", "kubelab:kube-router", ""),
     ):
         crt, key = issue(paths.pki, who, ca, cn, org)
         kcfg[who] = _kubeconfig(paths.root / f"{who}.kubeconfig", server, ca[0], crt, key, who)
@@ -828,19 +854,42 @@ def start(
     _wait("kube-proxy", lambda: _http_ok(KUBE_PROXY_HEALTHZ_PORT, "/healthz"), 30, paths,
           "kube-proxy")  # fmt: skip
     _wait("CoreDNS", lambda: _http_ok(COREDNS_HEALTH_PORT + 1, "/ready"), 30, paths, "coredns")
+    # NetworkPolicy: kube-router's firewall alone (iptables + ipset on the FORWARD path of the
+    # bridge); routing and Services stay with the bridge and kube-proxy
+    _start(paths, "kube-router", [
+        str(build.bin_dir() / "kube-router"),
+        f"--kubeconfig={kcfg['kube-router']}",
+        f"--hostname-override={NODE_NAME}",
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        "--enable-cni=false",
+        "--enable-ipv6=false",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--health-addr=127.0.0.1",  # its default is every interface
+        f"--health-port={KUBE_ROUTER_HEALTH_PORT}",
+        "--v=1",
+    ])  # fmt: skip
+    _wait("kube-router", lambda: _http_ok(KUBE_ROUTER_HEALTH_PORT, "/healthz"), 30, paths,
+          "kube-router")  # fmt: skip
     unpacker.join(timeout=300)
     if unpack_errors or unpacker.is_alive():
         why = "; ".join(unpack_errors or ["timeout"])
         raise RealNodeError(f"unpacking the images failed: {why}")
-    # fake nodes take no Pods unless a Pod tolerates it: labs run on the real node
-    _run([*kubectl, "taint", "nodes", "-l", "type=kwok", FAKE_TAINT, "--overwrite"],
-         "taint the simulated nodes", check=False)  # fmt: skip
+    taint_simulated(admin_kubeconfig)
     return NodeResult(
         NODE_NAME,
         time.monotonic() - begin,
         [b.ref for b in built],
         [b.ref for b in built if b.stand_in],
     )
+
+
+def taint_simulated(admin_kubeconfig: Path) -> None:
+    """Fake nodes take no Pods unless a Pod tolerates it: labs run on the real node."""
+    kubectl = [str(build.bin_dir() / "kubectl"), "--kubeconfig", str(admin_kubeconfig)]
+    _run([*kubectl, "taint", "nodes", "-l", "type=kwok", FAKE_TAINT, "--overwrite"],
+         "taint the simulated nodes", check=False)  # fmt: skip
 
 
 def _ok(cmd: list[str]) -> bool:
@@ -913,6 +962,7 @@ def stop(cluster: str, progress: Progress = print) -> list[str]:
         _run(["ip", "link", "delete", BRIDGE], "delete the bridge", check=False)
     saved = hoststate.load(paths.host_state)
     _cleanup_nft(saved)
+    _cleanup_ipsets(saved)  # after the rules that use them are gone
     # 5. cgroups, sysctls, host paths
     problems += _remove_cgroups(paths, saved)
     for key, value in (saved.get("sysctls") or {}).items():  # type: ignore[union-attr]
@@ -1059,6 +1109,14 @@ def _cleanup_nft(saved: dict[str, object]) -> None:
         family, table, name = chain.split()
         if name.startswith("KUBE-") and f"{family} {table}" in before:
             subprocess.run(["nft", "delete", "chain", family, table, name], capture_output=True)
+
+
+def _cleanup_ipsets(saved: dict[str, object]) -> None:
+    """Destroy the ipsets the node (kube-router's firewall) added."""
+    before = set(saved.get("ipsets") or [])  # type: ignore[arg-type]
+    for name in hoststate.ipsets():
+        if name not in before:
+            subprocess.run(["ipset", "destroy", name], capture_output=True)
 
 
 def _remove_cgroups(paths: Paths, saved: dict[str, object]) -> list[str]:

@@ -42,6 +42,9 @@ class Flavour:
     containers: bool = True  # really runs containers: logs, exec, probes, HTTP into Pods
     loadbalancer: bool = False  # LoadBalancer Services answer on localhost without extra steps
     csr_signing: bool = True  # the CSR API issues client certificates (lab users)
+    # its network plugin enforces NetworkPolicy; None: depends on the plugin installed, which
+    # kubelab.requirements looks for in kube-system
+    network_policy: bool | None = None
     notes: str = ""
     local_names: tuple[str, ...] = ()  # host names (fnmatch, lower case) its tool writes as server
     images_note: str = ""  # how locally built images reach the nodes, for people

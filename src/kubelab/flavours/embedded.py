@@ -30,6 +30,7 @@ class Embedded(Flavour):
             return self
         return self.replace(
             containers=True,
+            network_policy=True,  # the real node runs kube-router's firewall
             notes="a real control plane; containers run on its real node, the kwok nodes are "
             "simulated",
         )
@@ -43,6 +44,7 @@ FLAVOUR = Embedded(
     title="kubelab embedded cluster (kwok nodes)",
     context_patterns=("kwok-*",),
     containers=False,
+    network_policy=False,  # simulated nodes have no network to police
     notes="a real control plane whose nodes are simulated: no containers run",
     images_note="its real node, when there is one, imports the course's images itself",
 )

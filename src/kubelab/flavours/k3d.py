@@ -28,6 +28,7 @@ FLAVOUR = K3d(
     title="k3d",
     context_patterns=("k3d-*",),
     loadbalancer=True,
+    network_policy=True,  # k3s runs kube-router's policy controller in its own process
     notes="LoadBalancer ports must be mapped when the cluster is created",
     local_names=("host.k3d.internal", "host.docker.internal"),
     images_note="`k3d image import` copies them into the node containers",

@@ -15,6 +15,7 @@ FLAVOUR = RancherDesktop(
     title="Rancher Desktop",
     context_patterns=("rancher-desktop",),
     loadbalancer=True,
+    network_policy=True,  # k3s's built-in controller (off only when flannel is turned off)
     notes="uses Docker's image store with the dockerd (moby) engine",
     # kubeconfig: https://127.0.0.1:6443
     local_names=("host.rancher-desktop.internal", "host.lima.internal", "host.docker.internal"),
