@@ -244,9 +244,29 @@ def make_person(name: str, work: Path, server: str) -> dict | None:
     if key.is_file():
         print(f"  {key.name} exists: reusing it")
     else:
-        run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)])
+        # made under a temporary name, so that an interrupted run leaves no half-written key
+        partial = key.with_name(f".{key.name}.partial")
+        try:
+            run(
+                [
+                    "openssl",
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    str(partial),
+                ]
+            )
+            os.replace(partial, key)
+        finally:
+            partial.unlink(missing_ok=True)
     print(f"2. a certificate signing request: the public key and the name CN={name}")
-    run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr)])
+    try:
+        run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr)])
+    except Fail as e:
+        raise Fail(f"{e}\n(if {key} is damaged, delete it: the next run makes a new one)") from None
     print(f"3. the CSR, sent to the cluster (an old one of {name}, if any, replaced)")
     run(["kubectl", "delete", "csr", name, "--ignore-not-found"])
     run(["kubectl", "create", "-f", "-"], stdin=csr_manifest(name, csr.read_bytes()))

@@ -188,3 +188,12 @@ def test_bad_input_ends_in_one_clear_line(embedded_cluster, learner):
         assert "Traceback" not in proc.stderr
     assert not csrs(embedded_cluster)
     assert os.listdir(env["KUBELAB_WORK"]) == []
+    # a damaged key (an editor, a bad copy): the message says what to do
+    key = Path(env["KUBELAB_WORK"]) / "jane.key"
+    key.write_text("not a key\n")
+    damaged = make_user(env, "jane")
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert f"if {key} is damaged, delete it" in damaged.stderr
+    key.unlink()
+    assert make_user(env, "jane").returncode == 0
+    assert [p.name for p in Path(env["KUBELAB_WORK"]).iterdir() if p.name.startswith(".")] == []
