@@ -183,3 +183,38 @@ def test_operator_owns_reconciles_reports_and_children_are_collected(
          lambda: not json.loads(c.kubectl("get", "pods", "-n", ns, "-l",
                                           "app.kubernetes.io/instance=hello", "-o",
                                           "json").stdout)["items"], 90)  # fmt: skip
+
+
+def test_operator_image_starts_as_in_cluster(embedded_cluster, namespace):
+    """The image built from apps/probeapp-operator/Dockerfile, in operator.yaml's Pod (its
+    ServiceAccount, non-root, read-only root filesystem), imports kopf and the handlers. (The
+    operator itself cannot run in a Pod here: the real node's Pods do not reach the API server,
+    which listens on loopback only; the tests above run it as the same ServiceAccount.)"""
+    c = embedded_cluster
+    if c.real_node is None:
+        pytest.skip("needs the real node (containers)")
+    import yaml
+
+    deployment = yaml.safe_load((DEPLOY / "operator.yaml").read_text())
+    pod_spec = deployment["spec"]["template"]["spec"]
+    pod_spec["restartPolicy"] = "Never"
+    pod_spec["containers"][0]["command"] = [
+        "python", "-c",
+        "import importlib.metadata as m, kopf, probeapp_operator.handlers; "
+        "print('kopf', m.version('kopf'), 'handlers loaded')",
+    ]  # fmt: skip
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "operator-image"},
+           "spec": pod_spec}  # fmt: skip
+    c.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    phase = poll(
+        "the Pod to finish",
+        lambda: (
+            (_get(c, namespace, "pod", "operator-image") or {}).get("status", {}).get("phase")
+            in ("Succeeded", "Failed")
+            and _get(c, namespace, "pod", "operator-image")["status"]["phase"]
+        ),
+        90,
+    )
+    logs = c.kubectl("logs", "-n", namespace, "operator-image").stdout
+    assert phase == "Succeeded", logs
+    assert "kopf 1.45.2 handlers loaded" in logs
