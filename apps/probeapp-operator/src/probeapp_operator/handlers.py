@@ -8,7 +8,6 @@ deleted while the operator is down).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -26,7 +25,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watch only what the handlers name (no cluster-wide scan of CRDs and namespaces): the
     # operator then needs no ClusterRole, only a Role in the namespace it serves.
     settings.scanning.disabled = True
-    settings.posting.level = logging.INFO  # its handlers' messages become Events of the object
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubelab.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kubelab.dev")
     settings.watching.server_timeout = 60  # re-list now and then, as every controller does
