@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,14 @@ def tool_path(context: str | None = None) -> str:
     if context and flavour_of_context(context) == "embedded":
         return f"{cached}{os.pathsep}{path}"
     return f"{path}{os.pathsep}{cached}"
+
+
+def with_course_programs(path: str) -> str:
+    """PATH that also reaches the course's own programs (apps/*: `make venv` installs them beside
+    kubelab, e.g. probeapp-operator) when kubelab runs from its venv without it being activated:
+    kubelab's own bin folder, last, so that nothing the learner has is shadowed."""
+    own = str(Path(sys.executable).parent)
+    return path if own in path.split(os.pathsep) else f"{path}{os.pathsep}{own}"
 
 
 def kubeconfig_contexts(kubeconfig: str | None = None) -> list[Context]:
@@ -103,7 +112,7 @@ class Session:
             pinned.unlink(missing_ok=True)
             raise
         flavour = detect(context.name, nodes)
-        env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": path}
+        env = {**os.environ, "KUBECONFIG": str(pinned), "PATH": with_course_programs(path)}
         capabilities = Capabilities(kube, flavour, len(nodes), path)
         other = current if current.name != context.name else None
         return cls(context, flavour, kube, capabilities, pinned, env, other, choice.note)

@@ -368,3 +368,16 @@ def test_cli_refuses_a_training_context_behind_a_remote_proxy(tmp_path, kubelab_
     assert proc.returncode == 2
     assert "go through the proxy http://203.0.113.7:3128" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_lab_commands_reach_the_course_programs_beside_kubelab(monkeypatch, tmp_path):
+    """apps/* console scripts (probeapp-operator) live in kubelab's venv; a lab's commands find
+    them without the venv being activated, after everything on the learner's PATH."""
+    import sys
+
+    from kubelab.session import with_course_programs
+
+    venv_bin = tmp_path / "venv" / "bin"
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert with_course_programs("/usr/bin:/bin") == f"/usr/bin:/bin:{venv_bin}"
+    assert with_course_programs(f"{venv_bin}:/usr/bin") == f"{venv_bin}:/usr/bin"  # activated
