@@ -434,3 +434,16 @@ def test_progress_in_a_log_prints_a_line_per_change_of_state_not_per_second(monk
         "m: waiting (1s) — 0/1 available",
         "m: waiting (3s) — 1/1 available",
     ]
+
+
+def test_gatekeeper_chart_and_host_binary_pin_the_same_release():
+    from kubelab.addons import gatekeeper
+    from kubelab.embedded import build
+
+    gk = addons.get("gatekeeper")
+    built = build._module_versions("gatekeeper")["github.com/open-policy-agent/gatekeeper/v3"]
+    assert built == gatekeeper.VERSION == f"v{gk.chart.version}" == f"v{gk.app_version}"
+    assert gk.chart.repo == "https://open-policy-agent.github.io/gatekeeper/charts"
+    # helm's Pods must really run; the embedded cluster runs the manager on the host instead
+    assert gk.needs == ("containers",) and gk.local is not None
+    assert {type(c).__name__ for c in gk.local_ready} >= {"HostReady", "WebhookConfigured"}
