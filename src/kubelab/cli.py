@@ -486,6 +486,8 @@ def addons_list() -> None:
         console.print(f"  chart: {escape(a.chart.describe())} (app {a.app_version})")
         console.print(f"  release: {a.namespace}/{a.release}")
         console.print(f"  needs: {', '.join(a.needs) or '-'}")
+        if a.local is not None:
+            console.print("  embedded cluster: runs as a host process (no containers needed)")
         if a.provided_by:
             console.print(f"  provided by: {', '.join(a.provided_by)} (nothing to install there)")
 

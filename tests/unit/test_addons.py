@@ -453,3 +453,16 @@ def test_addon_release_requirement_needs_kubelabs_own_helm_release():
     ok, reason = caps(MS_READY, "kind").check("addon-release:metrics-server")
     assert not ok and "something other than kubelab" in reason
     assert caps(MS_READY, "kind").check("addon:metrics-server")[0]  # addon: is still met
+
+
+def test_gatekeeper_chart_and_host_binary_pin_the_same_release():
+    from kubelab.addons import gatekeeper
+    from kubelab.embedded import build
+
+    gk = addons.get("gatekeeper")
+    built = build._module_versions("gatekeeper")["github.com/open-policy-agent/gatekeeper/v3"]
+    assert built == gatekeeper.VERSION == f"v{gk.chart.version}" == f"v{gk.app_version}"
+    assert gk.chart.repo == "https://open-policy-agent.github.io/gatekeeper/charts"
+    # helm's Pods must really run; the embedded cluster runs the manager on the host instead
+    assert gk.needs == ("containers",) and gk.local is not None
+    assert {type(c).__name__ for c in gk.local_ready} >= {"HostReady", "WebhookConfigured"}

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kubelab.kube.ready import condition
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kubelab.kube.client import Kube
 
 
@@ -22,6 +24,17 @@ class Chart:
     def describe(self) -> str:
         where = f" from {self.repo}" if self.repo else " (local chart)"
         return f"{self.name} {self.version}{where}"
+
+
+class Local(Protocol):
+    """How an add-on runs on the embedded cluster without containers: host processes next to
+    its API server (kubelab starts and stops them; no helm release)."""
+
+    def installed(self, kube: Kube) -> bool: ...
+
+    def install(self, kube: Kube, progress: Callable[[str], None]) -> None: ...
+
+    def uninstall(self, kube: Kube, progress: Callable[[str], None]) -> None: ...
 
 
 class Check(Protocol):
@@ -117,6 +130,10 @@ class AddOn:
     provided_by: tuple[str, ...] = ()  # flavours whose clusters ship it already
     needs: tuple[str, ...] = ()  # requirements (kubelab.requirements) the cluster must meet
     timeout: float = 300.0  # how long an install may take to become ready
+    # on the embedded cluster: run as host processes instead of a helm release (ready checks
+    # then include the local ones)
+    local: Local | None = None
+    local_ready: tuple[Check, ...] = ()
     notes: str = ""
 
     def values_for(self, flavour: str) -> dict[str, Any]:

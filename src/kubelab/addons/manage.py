@@ -54,6 +54,8 @@ class Status:
             head = "provided by the cluster"
         elif self.source == "other":
             head = "installed outside kubelab"
+        elif self.revision is None:
+            head = "installed by kubelab"
         else:
             head = f"installed (helm revision {self.revision})"
         return f"{head}, {'ready' if self.ready else 'not ready'}: {self.detail}"
@@ -99,6 +101,11 @@ def _evaluate(kube: Kube, checks: tuple) -> tuple[bool, str]:
 
 
 def status(addon: AddOn, kube: Kube, flavour: Flavour) -> Status:
+    if addon.local is not None and flavour.name == "embedded":
+        if not addon.local.installed(kube):
+            return Status(addon.name, None, False, "not running")
+        ready, detail = _evaluate(kube, addon.local_ready)
+        return Status(addon.name, "kubelab", ready, f"host process; {detail}")
     release = helm_release(kube, addon)
     if release is not None and release.state != "deployed":
         what = f"helm release {addon.namespace}/{addon.release} is {release.state}"
@@ -178,13 +185,17 @@ def _run_helm(session: Session, cmd: list[str], timeout: float) -> None:
 
 
 def wait_ready(
-    addon: AddOn, kube: Kube, progress: Progress, timeout: float | None = None
+    addon: AddOn,
+    kube: Kube,
+    progress: Progress,
+    timeout: float | None = None,
+    checks: tuple | None = None,
 ) -> tuple[bool, str]:
     """Poll the add-on's ready checks until all hold or the deadline passes."""
     deadline = time.monotonic() + (timeout if timeout is not None else addon.timeout)
     started = time.monotonic()
     while True:
-        ready, detail = _evaluate(kube, addon.ready)
+        ready, detail = _evaluate(kube, checks if checks is not None else addon.ready)
         if ready or time.monotonic() >= deadline:
             return ready, detail
         progress(f"{addon.name}: waiting ({time.monotonic() - started:.0f}s) — {detail}")
@@ -215,6 +226,8 @@ def _install_one(
     addon: AddOn, session: Session, progress: Progress, timeout: float | None, wait: bool
 ) -> Status:
     flavour = session.flavour
+    if addon.local is not None and flavour.name == "embedded":
+        return _install_local(addon, session, progress, timeout, wait)
     before = status(addon, session.kube, flavour)
     if before.source == "other":  # someone else's copy serves it: a second one would collide
         progress(f"{addon.name}: {before.describe()} — nothing to install")
@@ -259,13 +272,34 @@ def _install_one(
     return after
 
 
+def _install_local(
+    addon: AddOn, session: Session, progress: Progress, timeout: float | None, wait: bool
+) -> Status:
+    assert addon.local is not None
+    progress(f"{addon.name}: starting it as a host process beside the embedded API server")
+    addon.local.install(session.kube, progress)
+    if wait:
+        ready, detail = wait_ready(addon, session.kube, progress, timeout, addon.local_ready)
+        if not ready:
+            limit = timeout if timeout is not None else addon.timeout
+            raise KubelabError(
+                f"{addon.name} was started but is not ready after {limit:.0f}s: {detail}",
+                f"`kubelab addons uninstall {addon.name}`, then install it again",
+            )
+    after = status(addon, session.kube, session.flavour)
+    progress(f"{addon.name}: {after.describe()}")
+    return after
+
+
 def uninstall(names: list[str], session: Session, progress: Progress) -> list[Status]:
     """Remove what kubelab installed; leave alone what the cluster or someone else provides."""
     chosen = [addons.get(n) for n in dict.fromkeys(names)]
     results = []
     for addon in chosen:
         before = status(addon, session.kube, session.flavour)
-        if before.source == "kubelab":
+        if addon.local is not None and session.flavour.name == "embedded":
+            addon.local.uninstall(session.kube, progress)
+        elif before.source == "kubelab":
             progress(f"{addon.name}: uninstalling release {addon.namespace}/{addon.release}")
             _run_helm(session, uninstall_command(addon, _helm(session)), HELM_TIMEOUT)
         elif before.source is not None:

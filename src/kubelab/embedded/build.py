@@ -128,6 +128,7 @@ def binaries() -> list[Binary]:
     runc = _module_versions("runc").get("github.com/opencontainers/runc", "v0")
     ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
     kr = _module_versions("kube-router").get("github.com/cloudnativelabs/kube-router/v2", "v0")
+    gk = _module_versions("gatekeeper").get("github.com/open-policy-agent/gatekeeper/v3", "v0")
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -197,10 +198,25 @@ def binaries() -> list[Binary]:
         # last: they share most packages with the control plane (warm build cache by then)
         Binary("kubelet", "kube", "k8s.io/kubernetes/cmd/kubelet", k, "node"),
         Binary("kube-proxy", "kube", "k8s.io/kubernetes/cmd/kube-proxy", k, "node"),
+        # add-ons run as host processes against the embedded API server (kubelab.addons)
+        Binary(
+            "gatekeeper",
+            "gatekeeper",
+            "github.com/open-policy-agent/gatekeeper/v3",
+            (f"github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={gk}",),
+            "addons",
+        ),
+        Binary(
+            "gator",
+            "gatekeeper",
+            "github.com/open-policy-agent/gatekeeper/v3/cmd/gator",
+            (f"github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={gk}",),
+            "addons",
+        ),
     ]
 
 
-GROUPS = ("control-plane", "node")
+GROUPS = ("control-plane", "node", "addons")
 
 
 BINARY_NAMES = (
@@ -228,6 +244,7 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
+ADDON_BINARY_NAMES = ("gatekeeper", "gator")
 
 
 def cache_root() -> Path:
@@ -391,7 +408,11 @@ def _ensure_group(group: str, progress: Callable[[str], object]) -> None:
 def describe(groups: tuple[str, ...] = GROUPS) -> list[str]:
     lines = []
     todo = set(missing(groups))
-    names = [*BINARY_NAMES, *NODE_BINARY_NAMES] if "node" in groups else list(BINARY_NAMES)
+    names = list(BINARY_NAMES)
+    if "node" in groups:
+        names += NODE_BINARY_NAMES
+    if "addons" in groups:
+        names += ADDON_BINARY_NAMES
     for name in names:
         path = bin_dir() / name
         if name in todo:
@@ -416,11 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=GROUPS,
         help="build only this group (repeatable); default: all (control-plane, then node: "
-        "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server)",
+        "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
+        "addons: the Gatekeeper manager and gator)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
-    default = GROUPS if sys.platform == "linux" else ("control-plane",)
+    default = GROUPS if sys.platform == "linux" else ("control-plane", "addons")
     groups = tuple(args.group) if args.group else default
     try:
         if args.list:

@@ -937,6 +937,7 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
                 "see the problems above, then run `kubelab cluster down` again",
             )
     if cdir.exists():
+        _stop_addon_processes(cdir, progress)
         pids, ports = cluster_footprint(name)
         ports |= _config_ports(name)
         if (build.bin_dir() / "kwokctl").exists():
@@ -964,6 +965,28 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
         progress(f"no cluster {name} is running")
     kubeconfig.remove(ctx)
     progress(f"cluster {name} removed; context {ctx} removed from {kubeconfig.kubeconfig_path()}")
+
+
+def _stop_addon_processes(cdir: Path, progress: Progress) -> None:
+    """Add-ons that run as host processes (kubelab.addons, e.g. Gatekeeper) keep a pid file
+    under <cluster>/addons/<addon>/: stop them before their API server goes away."""
+    for pid_file in sorted((cdir / "addons").glob("*/*.pid")):
+        try:
+            pid = int(pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if f"{cdir}/" not in cmdline:  # not ours (gone, pid reused)
+            continue
+        progress(f"stopping add-on process {pid_file.parent.name} (pid {pid}) ...")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _wait_gone(
