@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+from kubelab.embedded import cluster, hoststate
 from kubelab.embedded.cluster import cluster_dir
 
 LAB = Path(__file__).resolve().parents[2] / "labs" / "admission-gatekeeper"
@@ -53,6 +54,16 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
             ).stdout
         )["webhooks"][0]
         assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+        # nothing of it listens beyond loopback (its Prometheus exporter would, on ":PORT")
+        manager = int(pid_file.read_text())
+        inodes = cluster._socket_inodes(manager)
+        listening = [
+            cols[1] for _, cols in hoststate.socket_rows(("tcp", "tcp6"))
+            if cols[3] == "0A" and cols[9] in inodes
+        ]  # fmt: skip
+        assert listening and all(
+            a.startswith(("0100007F:", "00000000000000000000000001000000:")) for a in listening
+        ), listening
         assert hook["failurePolicy"] == "Ignore"
         excluded = hook["namespaceSelector"]["matchExpressions"][1]["values"]
         assert "kube-system" in excluded and "gatekeeper-system" in excluded

@@ -209,7 +209,12 @@ class HostProcess:
             f"--port={port}",
             f"--health-addr=127.0.0.1:{health}",
             "--metrics-addr=0",
-            "--prometheus-port=0",
+            # its Prometheus exporter always listens on every interface (":PORT"): use the
+            # OpenTelemetry one instead, pointed at a closed loopback port and never pushing,
+            # so that nothing of Gatekeeper listens beyond loopback
+            "--metrics-backend=opentelemetry",
+            "--otlp-endpoint=127.0.0.1:9",
+            "--otlp-metric-interval=8760h",
             f"--cert-dir={certs}",
             "--disable-cert-rotation",
             "--operation=webhook",
