@@ -650,11 +650,15 @@ def start_provisioner(name: str = DEFAULT_NAME, progress: Progress = print) -> i
 def stop_provisioner(name: str = DEFAULT_NAME) -> None:
     """Stop the provisioner (by its pid, only if it is this cluster's) and wait for it."""
     pid = _provisioner_pid(name)
-    if pid is None:
-        return
+    if pid is not None:
+        _terminate(pid, grace_s=10)
+
+
+def _terminate(pid: int, grace_s: float) -> None:
+    """SIGTERM, up to grace_s for the process to end, then SIGKILL."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + grace_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _alive(pid):
@@ -979,14 +983,7 @@ def _stop_addon_processes(cdir: Path, progress: Progress) -> None:
         if f"{cdir}/" not in cmdline:  # not ours (gone, pid reused)
             continue
         progress(f"stopping add-on process {pid_file.parent.name} (pid {pid}) ...")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _terminate(pid, grace_s=15)
 
 
 def _wait_gone(
