@@ -72,9 +72,15 @@ def _kubectl(kube: Kube, *args: str, stdin: str | None = None, check: bool = Tru
 
     cmd = [str(build.bin_dir() / "kubectl"), "--kubeconfig", str(kube.kubeconfig),
            "--context", kube.context, *args]  # fmt: skip
-    proc = subprocess.run(
-        cmd, input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
+    try:
+        proc = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise KubelabError(
+            f"gatekeeper: `kubectl {' '.join(args)}` did not finish within 120 s",
+            "is the embedded cluster up? `kubelab cluster status`",
+        ) from None
     if check and proc.returncode != 0:
         raise KubelabError(
             f"gatekeeper: `kubectl {' '.join(args)}` failed: {proc.stderr.strip()[-800:]}",
