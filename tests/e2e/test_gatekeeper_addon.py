@@ -102,7 +102,7 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
     assert not pid_file.exists()
 
 
-def test_cluster_down_stops_the_gatekeeper_host_process(embedded_cluster, kubelab_cli):
+def test_cluster_down_stops_the_gatekeeper_host_process(embedded_cluster, kubelab_cli, monkeypatch):
     """`kubelab addons install` then `cluster down` without an uninstall: nothing keeps running.
     (Checked on a second cluster of its own, so the session's cluster stays up.)"""
     from kubelab.embedded import cluster
@@ -110,8 +110,7 @@ def test_cluster_down_stops_the_gatekeeper_host_process(embedded_cluster, kubela
     name = f"{embedded_cluster.name}-gk"
     kubeconfig = embedded_cluster.kubeconfig.with_name("gk-down")
     env = {**embedded_cluster.env, "KUBECONFIG": str(kubeconfig)}
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     try:
         cluster.up(nodes=1, name=name, progress=lambda _m: None)
         got = kubelab_cli("addons", "install", "gatekeeper", env=env)
@@ -120,8 +119,4 @@ def test_cluster_down_stops_the_gatekeeper_host_process(embedded_cluster, kubela
         assert Path(f"/proc/{pid}").exists()
     finally:
         cluster.down(name=name, progress=lambda _m: None)
-        if saved is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved
     assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()

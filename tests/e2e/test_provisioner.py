@@ -183,7 +183,9 @@ def test_it_never_deletes_outside_its_root(embedded_cluster: Any, tmp_path: Path
     assert (precious / "keep.txt").read_text() == "keep"
 
 
-def test_the_provisioner_comes_back_with_up_and_goes_with_down(embedded_cluster: Any) -> None:
+def test_the_provisioner_comes_back_with_up_and_goes_with_down(
+    embedded_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed, `cluster up` starts it again; `cluster down` leaves no process behind."""
     name = embedded_cluster.name
     pid = cluster._provisioner_pid(name)
@@ -191,8 +193,7 @@ def test_the_provisioner_comes_back_with_up_and_goes_with_down(embedded_cluster:
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     assert str(cluster.cluster_dir(name)).encode() in cmdline
     other = f"prov-{uuid.uuid4().hex[:6]}"
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(embedded_cluster.kubeconfig.parent / "other-config")
+    monkeypatch.setenv("KUBECONFIG", str(embedded_cluster.kubeconfig.parent / "other-config"))
     try:
         cluster.up(nodes=1, name=other, progress=lambda _m: None)
         first = cluster._provisioner_pid(other)
@@ -204,9 +205,5 @@ def test_the_provisioner_comes_back_with_up_and_goes_with_down(embedded_cluster:
         assert second is not None and second != first
     finally:
         cluster.down(name=other, progress=lambda _m: None)
-        if saved is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved
     assert not cluster._alive(second)
     assert not cluster.cluster_dir(other).exists()

@@ -98,9 +98,10 @@ def test_only_health_answers_anonymously(embedded_cluster: Any) -> None:
     assert not cluster._listening_ports(cluster._socket_inodes(kwok))
 
 
-def test_two_clusters_started_at_once_both_come_up(tmp_path: Path) -> None:
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(tmp_path / "config")
+def test_two_clusters_started_at_once_both_come_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
     names = [f"e2e-c{i}-{uuid.uuid4().hex[:4]}" for i in range(2)]
     results: dict[str, object] = {}
 
@@ -125,10 +126,6 @@ def test_two_clusters_started_at_once_both_come_up(tmp_path: Path) -> None:
     finally:
         for name in names:
             cluster.down(name=name, progress=lambda _m: None)
-        if saved is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved
 
 
 def test_up_into_a_read_only_kubeconfig_starts_nothing(tmp_path: Path) -> None:
