@@ -465,4 +465,4 @@ def test_gatekeeper_chart_and_host_binary_pin_the_same_release():
     assert gk.chart.repo == "https://open-policy-agent.github.io/gatekeeper/charts"
     # helm's Pods must really run; the embedded cluster runs the manager on the host instead
     assert gk.needs == ("containers",) and gk.local is not None
-    assert {type(c).__name__ for c in gk.local_ready} >= {"HostReady", "WebhookConfigured"}
+    assert {type(c).__name__ for c in gk.local_ready} >= {"HTTPReady", "WebhookConfigured"}

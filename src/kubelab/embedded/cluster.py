@@ -974,15 +974,13 @@ def down(name: str = DEFAULT_NAME, progress: Progress = print) -> None:
 def _stop_addon_processes(cdir: Path, progress: Progress) -> None:
     """Add-ons that run as host processes (kubelab.addons, e.g. Gatekeeper) keep a pid file
     under <cluster>/addons/<addon>/: stop them before their API server goes away."""
+    from kubelab.addons.host import owned_pid
+
     for pid_file in sorted((cdir / "addons").glob("*/*.pid")):
-        try:
-            pid = int(pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (OSError, ValueError):
+        pid = owned_pid(pid_file)
+        if pid is None:  # gone, or the pid was reused by another program
             continue
-        if f"{cdir}/" not in cmdline:  # not ours (gone, pid reused)
-            continue
-        progress(f"stopping add-on process {pid_file.parent.name} (pid {pid}) ...")
+        progress(f"stopping add-on process {pid_file.parent.name}/{pid_file.stem} (pid {pid}) ...")
         _terminate(pid, grace_s=15)
 
 
