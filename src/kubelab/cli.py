@@ -120,12 +120,22 @@ def _install_missing_addons(session, lab) -> None:
 
 
 @app.command()
-def labs() -> None:
+def labs(
+    names_only: Annotated[
+        bool,
+        typer.Option("--names", help="Only the labs' names, one a line, in course order."),
+    ] = False,
+) -> None:
     """List the labs, their requirements, and how many of their steps can run here."""
     from rich.table import Table
 
     from kubelab.session import Session
 
+    if names_only:  # for scripts: `for lab in $(kubelab labs --names); do …`; no cluster needed
+        from kubelab.lab.loader import lab_names
+
+        sys.stdout.write("".join(f"{name}\n" for name in lab_names()))
+        return
     loaded = load_all()
     session = None
     try:
@@ -476,10 +486,17 @@ def _addon_progress(update):
 
 
 @addons_app.command("list")
-def addons_list() -> None:
+def addons_list(
+    names_only: Annotated[
+        bool, typer.Option("--names", help="Only the add-ons' names, one a line.")
+    ] = False,
+) -> None:
     """The add-ons kubelab can install: pinned chart, app version, where they go, what they need."""
     from kubelab import addons
 
+    if names_only:  # for scripts: `kubelab addons list --names | xargs kubelab addons install`
+        sys.stdout.write("".join(f"{name}\n" for name in addons.names()))
+        return
     for name in addons.names():
         a = addons.get(name)
         console.print(f"[bold]{a.name}[/] — {escape(a.summary)}")
@@ -512,6 +529,27 @@ def addons_status(
     raise typer.Exit(0 if all(st.ready for st in found) else 1)
 
 
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print what would be done (the exact helm and kubectl commands, the values file, "
+        "or the host processes on the embedded cluster); change nothing.",
+    ),
+]
+
+
+def _show_plans(names: list[str], action: str, allow_context: list[str] | None) -> None:
+    from kubelab.addons.manage import plans
+
+    with _session(allow_context) as session:
+        found = plans(names, session, action)
+    for plan in found:
+        for line in plan.lines():
+            console.print(escape(line), soft_wrap=True)
+    console.print(f"[dim]dry run: nothing was {action}ed, nothing changed[/]")
+
+
 @addons_app.command("install")
 def addons_install(
     names: AddonNames,
@@ -519,29 +557,41 @@ def addons_install(
         float | None,
         typer.Option("--timeout", min=1, help="Seconds to wait for each to be ready."),
     ] = None,
+    dry_run: DryRunOpt = False,
     allow_context: AllowOpt = None,
 ) -> None:
-    """Install (or upgrade to the pinned chart) and wait until ready. Safe to repeat."""
+    """Install (or upgrade to the pinned chart) and wait until ready. Safe to repeat: an add-on
+    already installed as pinned and ready is left alone, and the output says so."""
     from kubelab import addons
     from kubelab.addons.manage import install
 
     for name in names:
         addons.get(name)  # an unknown name fails before any cluster work
+    if dry_run:
+        _show_plans(names, "install", allow_context)
+        return
     with _session(allow_context) as session, console.status("") as line:
         results = install(names, session, _addon_progress(line.update), timeout)
     for st in results:
         mark = "[green]✔[/]" if st.ready else "[yellow]![/]"
-        console.print(f"{mark} {st.addon}: {escape(st.describe())}")
+        same = " [bold]nothing changed[/] —" if st.changed is False else ""
+        console.print(f"{mark} {st.addon}:{same} {escape(st.describe())}")
 
 
 @addons_app.command("uninstall")
-def addons_uninstall(names: AddonNames, allow_context: AllowOpt = None) -> None:
-    """Remove add-ons kubelab installed (never one the cluster itself provides). Safe to repeat."""
+def addons_uninstall(
+    names: AddonNames, dry_run: DryRunOpt = False, allow_context: AllowOpt = None
+) -> None:
+    """Remove add-ons kubelab installed, with the namespace and CRDs their install created
+    (never one the cluster itself provides). Safe to repeat."""
     from kubelab import addons
     from kubelab.addons.manage import uninstall
 
     for name in names:
         addons.get(name)
+    if dry_run:
+        _show_plans(names, "uninstall", allow_context)
+        return
     with _session(allow_context) as session:
         results = uninstall(names, session, lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
     for st in results:

@@ -4,12 +4,12 @@ server)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kubelab import addons
 from kubelab.addons import manage
@@ -363,7 +363,7 @@ def test_install_runs_helm_with_the_flavours_values_and_removes_the_values_file(
 
     def fake_run(cmd, **kwargs):
         values = Path(cmd[cmd.index("--values") + 1])
-        seen["cmd"], seen["values"] = cmd, json.loads(values.read_text())
+        seen["cmd"], seen["values"] = cmd, yaml.safe_load(values.read_text())
         seen["file"] = values
 
         class Done:
