@@ -103,6 +103,29 @@ class HostProcess:
     def installed(self, kube: Kube) -> bool:
         return MANAGER.pid(kube) is not None
 
+    def plan(self, kube: Kube, action: str) -> list[str]:
+        """What install or uninstall does (`kubelab addons install --dry-run`), doing nothing."""
+        from kubelab.embedded import build
+
+        folder = MANAGER.folder(kube)
+        if action == "install":
+            pod = _ANCHOR_POD["metadata"]["name"]
+            return [
+                f"apply the CRDs of Gatekeeper {VERSION} (charts/gatekeeper/crds of the pinned "
+                f"Go module {MODULE}) with `kubectl apply --server-side`, wait until Established",
+                f"apply the namespace {NAMESPACE} and the Pod record {pod} (stands for the "
+                "host process; never scheduled)",
+                f"start {build.bin_dir() / 'gatekeeper'} (webhook, audit, status, generate) on "
+                f"127.0.0.1 with its own CA; certificates, pid and log in {folder}",
+                f"apply the ValidatingWebhookConfiguration {WEBHOOK} (url "
+                "https://127.0.0.1:PORT/v1/admit, failurePolicy Ignore)",
+            ]
+        return [
+            f"stop the manager (pid file in {folder})",
+            f"delete the ValidatingWebhookConfiguration {WEBHOOK}, every *.gatekeeper.sh CRD "
+            f"(templates and constraints with them) and the namespace {NAMESPACE}",
+        ]
+
     def install(self, kube: Kube, progress: Callable[[str], None]) -> None:
         from kubelab.embedded import build, pki
 
