@@ -61,7 +61,7 @@ class Binary:
     module: str  # folder under tools/k8s holding the pinning go.mod
     package: str  # Go main package to build
     ldflags: tuple[str, ...] = ()  # extra -X flags (version strings)
-    group: str = "control-plane"  # "control-plane" (always) or "node" (the real node)
+    group: str = "control-plane"  # one of GROUPS
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
 
@@ -213,10 +213,14 @@ def binaries() -> list[Binary]:
             (f"github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={gk}",),
             "addons",
         ),
+        # the repository's own checks in `make test`: actionlint lints .github/workflows/
+        Binary("actionlint", "actionlint", "github.com/rhysd/actionlint/cmd/actionlint", (), "dev"),
     ]
 
 
-GROUPS = ("control-plane", "node", "addons")
+# control-plane: the embedded cluster; node: its real node (Linux); addons: add-ons run as host
+# processes and their offline checkers; dev: tools `make test` runs on the repository itself
+GROUPS = ("control-plane", "node", "addons", "dev")
 
 
 BINARY_NAMES = (
@@ -245,6 +249,7 @@ NODE_BINARY_NAMES = (
     "kube-router",
 )
 ADDON_BINARY_NAMES = ("gatekeeper", "gator")
+DEV_BINARY_NAMES = ("actionlint",)
 
 
 def cache_root() -> Path:
@@ -413,6 +418,8 @@ def describe(groups: tuple[str, ...] = GROUPS) -> list[str]:
         names += NODE_BINARY_NAMES
     if "addons" in groups:
         names += ADDON_BINARY_NAMES
+    if "dev" in groups:
+        names += DEV_BINARY_NAMES
     for name in names:
         path = bin_dir() / name
         if name in todo:
@@ -438,11 +445,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=GROUPS,
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
-        "addons: the Gatekeeper manager and gator)",
+        "addons: the Gatekeeper manager and gator; then dev: actionlint)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
-    default = GROUPS if sys.platform == "linux" else ("control-plane", "addons")
+    default = GROUPS if sys.platform == "linux" else ("control-plane", "addons", "dev")
     groups = tuple(args.group) if args.group else default
     try:
         if args.list:
