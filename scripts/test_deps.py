@@ -29,6 +29,7 @@ PACKAGES = {
     "ipset": "kube-router's network-policy firewall (sets of Pod addresses)",
     "iproute2": "the node's bridge",
     "openssl": "the node's certificates",
+    "shellcheck": "actionlint's check of the CI workflows' shell scripts",
 }
 
 
