@@ -466,3 +466,46 @@ def test_gatekeeper_chart_and_host_binary_pin_the_same_release():
     # helm's Pods must really run; the embedded cluster runs the manager on the host instead
     assert gk.needs == ("containers",) and gk.local is not None
     assert {type(c).__name__ for c in gk.local_ready} >= {"HTTPReady", "WebhookConfigured"}
+
+
+def _stored(secret: dict, chart_version: str, config: dict | None) -> dict:
+    """A release Secret as helm stores it: base64 of gzipped JSON, base64 again by the API."""
+    import base64
+    import gzip
+    import json
+
+    record = {"chart": {"metadata": {"version": chart_version}}, "config": config}
+    inner = base64.b64encode(gzip.compress(json.dumps(record).encode()))
+    return {**secret, "data": {"release": base64.b64encode(inner).decode()}}
+
+
+@pytest.mark.parametrize(
+    ("chart_version", "config", "changes"),
+    [
+        ("3.13.1", {"args": ["--kubelet-insecure-tls"]}, False),  # as pinned: nothing to do
+        ("3.12.0", {"args": ["--kubelet-insecure-tls"]}, True),  # an older pin: upgrade
+        ("3.13.1", None, True),  # other values (none): upgrade
+    ],
+)
+def test_install_again_changes_nothing_only_when_chart_and_values_are_the_pinned_ones(
+    monkeypatch, chart_version, config, changes
+):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    secret = _stored(release_secret("kube-system", "metrics-server", 4), chart_version, config)
+    plan = manage.plan_install(METRICS, FakeSession(FakeKube([secret, *MS_READY]), "kind"))  # type: ignore[arg-type]
+    assert plan.changes is changes, plan.lines()
+    if changes:
+        assert plan.action.startswith("would upgrade metrics-server 3.13.1"), plan.lines()
+        assert plan.files == {"metrics-server.values.yaml": "args:\n- --kubelet-insecure-tls\n"}
+        assert plan.commands[0].endswith(
+            "--reset-values --values metrics-server.values.yaml --kube-context kind-x"
+        )
+    else:
+        assert plan.action.endswith("(helm revision 4), ready: nothing to change")
+
+
+def test_a_release_record_that_cannot_be_read_is_never_taken_for_unchanged(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    kube = FakeKube([release_secret("kube-system", "metrics-server", 1), *MS_READY])
+    plan = manage.plan_install(METRICS, FakeSession(kube, "kind"))  # type: ignore[arg-type]
+    assert plan.changes and plan.action.startswith("would upgrade")

@@ -22,6 +22,7 @@ import binascii
 import gzip
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -281,13 +282,13 @@ def _namespace_exists(kube: Kube, name: str) -> bool:
 
 def _leftovers(addon: AddOn, kube: Kube) -> tuple[list[str], str | None]:
     """What uninstall removes beside the release: the CRDs labelled for this add-on, and its
-    namespace when it was made for it and no other helm release lives there."""
-    selector = f"{OWNER_LABEL}={addon.name}"
-    crds = sorted(_crds(kube, selector))
+    namespace when an add-on's install made it (labelled for this one or another sharing it)
+    and no helm release but this one's lives there."""
+    crds = sorted(_crds(kube, f"{OWNER_LABEL}={addon.name}"))
     namespace = None
-    if addon.namespace not in SYSTEM_NAMESPACES and addon.namespace in _names(
-        kube, "v1", "Namespace", selector
-    ):
+    ns = None if addon.namespace in SYSTEM_NAMESPACES else (
+        kube.get("v1", "Namespace", addon.namespace, None))  # fmt: skip
+    if ns is not None and OWNER_LABEL in ((ns.get("metadata") or {}).get("labels") or {}):
         others = {
             (s["metadata"].get("labels") or {}).get("name")
             for s in kube.list("v1", "Secret", addon.namespace, "owner=helm")
@@ -309,12 +310,14 @@ class Plan:
     action: str  # one line: what happens (or why nothing does)
     commands: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # name -> content
+    does: list[str] = field(default_factory=list)  # what host processes do, in order
     then: list[str] = field(default_factory=list)
     changes: bool = True  # False: the cluster stays exactly as it is
 
     def lines(self) -> list[str]:
         out = [f"{self.addon}: {self.action}"]
         out += [f"  $ {c}" for c in self.commands]
+        out += [f"  - {d}" for d in self.does]
         for name, text in self.files.items():
             out.append(f"  {name}:")
             out += [f"    {line}" for line in text.rstrip("\n").splitlines()]
@@ -335,8 +338,15 @@ def _check_text(check: object) -> str:
         return f"APIService {check.name} Available"
     if isinstance(check, base.CRDEstablished):
         return f"CRD {check.name} Established"
+    from kubelab.addons.host import HTTPReady
+
+    if isinstance(check, HTTPReady):
+        return f"{check.program.program} answers 200 on {check.path} (127.0.0.1)"
+    name = type(check).__name__
     doc = (type(check).__doc__ or "").strip().splitlines()
-    return doc[0].rstrip(".") if doc else type(check).__name__
+    if doc and not doc[0].startswith(f"{name}("):  # not the signature dataclass() writes
+        return doc[0].rstrip(".")
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()  # WebhookConfigured: webhook configured
 
 
 def _local_plan(addon: AddOn, session: Session, action: str) -> list[str]:
@@ -370,9 +380,9 @@ def plan_install(addon: AddOn, session: Session, timeout: float | None = None) -
         return Plan(
             addon.name,
             "would run as host processes beside the embedded API server (no helm release)",
-            then=[*_local_plan(addon, session, "install"),
-                  f"wait up to {limit:.0f}s until: {_checks_text(addon.local_ready)}"],
-        )  # fmt: skip
+            does=_local_plan(addon, session, "install"),
+            then=[f"wait up to {limit:.0f}s until: {_checks_text(addon.local_ready)}"],
+        )
     before = status(addon, kube, flavour)
     if before.source == "other":  # someone else's copy serves it: a second one would collide
         return Plan(addon.name, f"{before.describe()} — nothing to install", changes=False)
@@ -435,7 +445,7 @@ def plan_uninstall(addon: AddOn, session: Session) -> Plan:
             "would stop its host processes and remove what they applied"
             if running
             else "not running; would remove anything it left",
-            then=_local_plan(addon, session, "uninstall"),
+            does=_local_plan(addon, session, "uninstall"),
         )
     before = status(addon, kube, session.flavour)
     if before.source in ("cluster", "other"):
