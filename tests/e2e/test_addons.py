@@ -152,14 +152,21 @@ def test_metrics_server_on_the_embedded_cluster(embedded_cluster, session, kubel
     assert "provided by the cluster" in status_proc.stdout
     doctor = kubelab_cli("doctor", env=embedded_cluster.env)
     assert "add-on metrics-server: provided by the cluster" in " ".join(doctor.stdout.split())
+    dry = kubelab_cli("addons", "install", "metrics-server", "--dry-run", env=embedded_cluster.env)
     if session.flavour.containers:
         assert proc.returncode == 0, proc.stderr
-        assert "metrics-server: provided by the cluster" in " ".join(proc.stdout.split())
+        said = " ".join(proc.stdout.split())
+        assert "✔ metrics-server: nothing changed — provided by the cluster, ready" in said
+        assert dry.returncode == 0, dry.stderr
+        assert "metrics-server: kubelab embedded cluster" in " ".join(dry.stdout.split())
+        assert "provides it itself" in dry.stdout
     else:
         assert proc.returncode == 2
         assert "cannot install metrics-server" in proc.stderr
         assert "runs no containers" in proc.stderr
         assert status_proc.returncode == 1  # not ready: nothing serves the metrics API
+        # the dry run refuses as the install does
+        assert dry.returncode == 2 and "runs no containers" in dry.stderr, dry.stderr
 
 
 def test_status_as_a_lab_user_checks_as_the_training_cluster(
