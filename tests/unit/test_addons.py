@@ -509,3 +509,38 @@ def test_a_release_record_that_cannot_be_read_is_never_taken_for_unchanged(monke
     kube = FakeKube([release_secret("kube-system", "metrics-server", 1), *MS_READY])
     plan = manage.plan_install(METRICS, FakeSession(kube, "kind"))  # type: ignore[arg-type]
     assert plan.changes and plan.action.startswith("would upgrade")
+
+
+@dataclass(frozen=True)
+class _WithManifests(AddOn):
+    """The two fields lab-ingress-gateway adds to AddOn (manage.py reads them with defaults)."""
+
+    manifests: tuple[str, ...] = ()
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def _metrics_with(**extra) -> _WithManifests:
+    fields = {f: getattr(METRICS, f) for f in METRICS.__dataclass_fields__ if f not in extra}
+    return _WithManifests(**fields, **extra)
+
+
+def test_an_addons_manifests_are_applied_before_its_chart_and_deleted_after_it(monkeypatch):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    url = "https://example.invalid/crds.yaml"
+    addon = _metrics_with(manifests=(url,))
+    plan = manage.plan_install(addon, FakeSession(FakeKube(), "kind"))  # type: ignore[arg-type]
+    assert plan.commands[0] == (
+        f"kubectl apply --server-side --force-conflicts -f {url} --context kind-x"
+    )
+    assert plan.commands[1].startswith("helm upgrade --install metrics-server")
+    installed = [release_secret("kube-system", "metrics-server", 1), *MS_READY]
+    gone = manage.plan_uninstall(addon, FakeSession(FakeKube(installed), "kind"))  # type: ignore[arg-type]
+    assert gone.commands[0].startswith("helm uninstall metrics-server")
+    assert (
+        gone.commands[1]
+        == f"kubectl delete --ignore-not-found --wait=true -f {url} --context kind-x"
+    )
+    refused = _metrics_with(unavailable={"kind": "no way"})
+    with pytest.raises(KubelabError) as info:
+        manage.plan_install(refused, FakeSession(FakeKube(), "kind"))  # type: ignore[arg-type]
+    assert info.value.message == "cannot install metrics-server on kind: no way"

@@ -369,6 +369,7 @@ def plan_install(addon: AddOn, session: Session, timeout: float | None = None) -
     install would be refused (the cluster cannot run it, a half-done helm run)."""
     flavour, kube = session.flavour, session.kube
     limit = timeout if timeout is not None else addon.timeout
+    _refuse_unavailable(addon, flavour)
     if addon.local is not None and flavour.name == "embedded":
         if addon.local.installed(kube):
             ready, detail = _evaluate(kube, addon.local_ready)
@@ -429,7 +430,10 @@ def plan_install(addon: AddOn, session: Session, timeout: float | None = None) -
         addon.name,
         f"would {verb} {addon.chart.describe()} (app {addon.app_version}) as release "
         f"{addon.namespace}/{addon.release}",
-        commands=[_shown(install_command(addon, Path(values_file)), session)],
+        commands=[
+            *(_shown(_apply_manifest_command(url), session) for url in _manifests(addon)),
+            _shown(install_command(addon, Path(values_file)), session),
+        ],
         files={values_file: values_text(values)},
         then=then,
     )
@@ -453,6 +457,7 @@ def plan_uninstall(addon: AddOn, session: Session) -> Plan:
     commands = []
     if before.source == "kubelab":
         commands.append(_shown(uninstall_command(addon), session))
+        commands += [_shown(_delete_manifest_command(u), session) for u in _manifests(addon)[::-1]]
     crds, namespace = _leftovers(addon, kube)
     if crds:
         commands.append(_shown(_delete_crds_command(crds), session))
@@ -472,6 +477,30 @@ def _delete_crds_command(crds: list[str], kubectl: str = "kubectl") -> list[str]
 def _delete_namespace_command(namespace: str, kubectl: str = "kubectl") -> list[str]:
     return [kubectl, "delete", "namespace", namespace, "--ignore-not-found", "--wait=true",
             "--timeout=120s"]  # fmt: skip
+
+
+# Two AddOn fields another branch adds (lab-ingress-gateway): read with defaults so that this
+# module handles them, in plans and runs alike, whether or not base.py has them yet.
+def _manifests(addon: AddOn) -> tuple[str, ...]:
+    """Manifests (URLs) applied server-side before the chart, deleted after its uninstall."""
+    return tuple(getattr(addon, "manifests", ()) or ())
+
+
+def _refuse_unavailable(addon: AddOn, flavour: Flavour) -> None:
+    reason = (getattr(addon, "unavailable", None) or {}).get(flavour.name)
+    if reason:
+        raise KubelabError(
+            f"cannot install {addon.name} on {flavour.title}: {reason}",
+            "use a cluster that runs containers and reaches the internet (Docker Desktop, kind…)",
+        )
+
+
+def _apply_manifest_command(url: str, kubectl: str = "kubectl") -> list[str]:
+    return [kubectl, "apply", "--server-side", "--force-conflicts", "-f", url]
+
+
+def _delete_manifest_command(url: str, kubectl: str = "kubectl") -> list[str]:
+    return [kubectl, "delete", "--ignore-not-found", "--wait=true", "-f", url]
 
 
 def plans(names: list[str], session: Session, action: str) -> list[Plan]:
@@ -573,6 +602,9 @@ def _helm_install(addon: AddOn, session: Session, progress: Progress) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(values_text(addon.values_for(session.flavour.name)))
         verb = "upgrading" if helm_release(kube, addon) is not None else "installing"
+        for url in _manifests(addon):
+            progress(f"{addon.name}: applying {url}")
+            _run(session, _apply_manifest_command(url, _kubectl(session)), HELM_TIMEOUT)
         progress(f"{addon.name}: {verb} {addon.chart.describe()} (app {addon.app_version})")
         _run(session, install_command(addon, values_file, helm), HELM_TIMEOUT)
     finally:
@@ -613,6 +645,9 @@ def _helm_uninstall(addon: AddOn, session: Session, progress: Progress) -> None:
     if status(addon, kube, session.flavour).source == "kubelab":
         progress(f"{addon.name}: uninstalling release {addon.namespace}/{addon.release}")
         _run(session, uninstall_command(addon, _helm(session)), HELM_TIMEOUT)
+        for url in reversed(_manifests(addon)):
+            progress(f"{addon.name}: deleting what {url} made")
+            _run(session, _delete_manifest_command(url, _kubectl(session)), HELM_TIMEOUT)
     # looked at after helm: the namespace goes only when no other release is left in it
     crds, namespace = _leftovers(addon, kube)
     kubectl = _kubectl(session)
