@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import json
 import os
@@ -607,19 +608,29 @@ def _helm_install(addon: AddOn, session: Session, progress: Progress) -> None:
             _run(session, _apply_manifest_command(url, _kubectl(session)), HELM_TIMEOUT)
         progress(f"{addon.name}: {verb} {addon.chart.describe()} (app {addon.app_version})")
         _run(session, install_command(addon, values_file, helm), HELM_TIMEOUT)
+    except BaseException:
+        # whatever a failed run made is still the add-on's: mark it, but report helm's error
+        with contextlib.suppress(KubelabError):
+            _label_created(addon, session, new_namespace, crds_before)
+        raise
     finally:
         values_file.unlink(missing_ok=True)
-        # what this install created beside the release, marked for uninstall (also after a
-        # failed helm run: whatever it made is still the add-on's)
-        label = f"{OWNER_LABEL}={addon.name}"
-        created = sorted(_crds(kube) - crds_before)
-        kubectl = _kubectl(session)
-        if created:
-            _run(session, [kubectl, "label", "--overwrite", "customresourcedefinition",
-                           *created, label], KUBECTL_TIMEOUT)  # fmt: skip
-        if new_namespace and _namespace_exists(kube, addon.namespace):
-            _run(session, [kubectl, "label", "--overwrite", "namespace", addon.namespace,
-                           label], KUBECTL_TIMEOUT)  # fmt: skip
+    _label_created(addon, session, new_namespace, crds_before)
+
+
+def _label_created(
+    addon: AddOn, session: Session, new_namespace: bool, crds_before: set[str]
+) -> None:
+    """Mark what this install created beside the release, for uninstall to remove."""
+    kube, label = session.kube, f"{OWNER_LABEL}={addon.name}"
+    created = sorted(_crds(kube) - crds_before)
+    kubectl = _kubectl(session)
+    if created:
+        _run(session, [kubectl, "label", "--overwrite", "customresourcedefinition", *created,
+                       label], KUBECTL_TIMEOUT)  # fmt: skip
+    if new_namespace and _namespace_exists(kube, addon.namespace):
+        _run(session, [kubectl, "label", "--overwrite", "namespace", addon.namespace, label],
+             KUBECTL_TIMEOUT)  # fmt: skip
 
 
 def uninstall(names: list[str], session: Session, progress: Progress) -> list[Status]:
