@@ -161,6 +161,13 @@ class Capabilities:
         addon = addons.ADDONS.get(name)
         if addon is None:
             return False, f"needs the add-on {name!r}, which kubelab does not know"
+        if release and addon.local is not None and self.flavour.name == "embedded":
+            lacks = f" ({addon.local_lacks})" if addon.local_lacks else ""
+            return False, (
+                f"needs the add-on {name} as kubelab's Helm release "
+                f"{addon.namespace}/{addon.release}; {self.flavour.title} runs it as host "
+                f"processes instead{lacks}"
+            )
         st = status(addon, self.kube, self.flavour)
         if release and st.source in ("cluster", "other"):
             whose = (

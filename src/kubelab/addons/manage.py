@@ -276,7 +276,8 @@ def _install_local(
     addon: AddOn, session: Session, progress: Progress, timeout: float | None, wait: bool
 ) -> Status:
     assert addon.local is not None
-    progress(f"{addon.name}: starting it as a host process beside the embedded API server")
+    if not addon.local.installed(session.kube):
+        progress(f"{addon.name}: starting it as a host process beside the embedded API server")
     addon.local.install(session.kube, progress)
     if wait:
         ready, detail = wait_ready(addon, session.kube, progress, timeout, addon.local_ready)
