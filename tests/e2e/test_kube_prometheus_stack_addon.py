@@ -69,6 +69,13 @@ def test_stack_host_processes_install_once_follow_servicemonitors_and_uninstall_
                 a.startswith(("0100007F:", "00000000000000000000000001000000:")) for a in addresses
             ), (program, addresses)
         assert _listening(pids["config-sync"]) == []
+        # each runs as a user of its own with upstream's permissions, not as the admin
+        can = c.kubectl("auth", "can-i", "list", "endpointslices", "--all-namespaces",
+                        "--as", kps.IDENTITIES["prometheus"], check=False)  # fmt: skip
+        assert can.stdout.strip() == "yes"
+        can = c.kubectl("auth", "can-i", "create", "pods",
+                        "--as", kps.IDENTITIES["prometheus"], check=False)  # fmt: skip
+        assert can.stdout.strip() == "no"
 
         # a ServiceMonitor becomes a scrape job in Prometheus' running configuration
         c.kubectl("apply", "-f", "-", input=json.dumps(SERVICE_MONITOR))
@@ -85,6 +92,9 @@ def test_stack_host_processes_install_once_follow_servicemonitors_and_uninstall_
             if n.endswith(".monitoring.coreos.com")]  # fmt: skip
     assert crds == []
     assert c.kubectl("get", "namespace", kps.NAMESPACE, check=False).returncode != 0
+    rbac = c.kubectl("get", "clusterrole,clusterrolebinding", "-l", "kubelab.dev/addon",
+                     "-o", "name").stdout.split()  # fmt: skip
+    assert rbac == []
     assert not folder.exists()
     for pid in pids.values():
         assert cluster._alive(pid) is False, pid

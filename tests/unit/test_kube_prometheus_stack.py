@@ -69,10 +69,14 @@ def test_config_sync_renders_the_operators_gzipped_secret(tmp_path):
 def test_embedded_prometheus_object_is_a_chart_lookalike_without_pods(monkeypatch, tmp_path):
     monkeypatch.setattr(kps, "_api_server", lambda _kube: "https://127.0.0.1:6443")
     monkeypatch.setattr(kps, "_pki", lambda _kube: tmp_path)
+    monkeypatch.setattr(kps, "_certs", lambda _kube: tmp_path / "certs")
     obj = kps._prometheus_object(None)  # type: ignore[arg-type]
     spec = obj["spec"]
     assert obj["metadata"]["name"] == "kube-prometheus-stack-prometheus"
     assert spec["replicas"] == 0
     assert spec["serviceMonitorSelector"] == {"matchLabels": {"release": "kube-prometheus-stack"}}
     assert spec["apiserverConfig"]["host"] == "https://127.0.0.1:6443"
-    assert spec["apiserverConfig"]["tlsConfig"]["caFile"] == str(tmp_path / "ca.crt")
+    tls = spec["apiserverConfig"]["tlsConfig"]
+    assert tls["caFile"] == str(tmp_path / "ca.crt")
+    # Prometheus' own client certificate (user kubelab:prometheus), never the cluster's admin
+    assert tls["certFile"] == str(tmp_path / "certs" / "prometheus.crt")

@@ -13,16 +13,18 @@ never do). Prometheus and Grafana get a LoadBalancer on the flavours that put on
 (Docker Desktop, OrbStack, Rancher Desktop), ClusterIP elsewhere (`kubectl port-forward`).
 
 The embedded cluster runs no chart (no containers without its real node, and Grafana is AGPL:
-kubelab never builds it). There kubelab runs the real programs as host processes against the
-API server, all on 127.0.0.1: the Prometheus Operator (tools/k8s/prometheus-operator), the
-chart's Prometheus object with `replicas: 0` and an `apiserverConfig` (the operator generates
-its configuration from ServiceMonitors exactly as in a cluster, but starts no Pod), Prometheus
+kubelab never builds it). There kubelab runs the real programs as host processes against the API
+server, all on 127.0.0.1: the Prometheus Operator (tools/k8s/prometheus-operator), the chart's
+Prometheus object with `replicas: 0` and an `apiserverConfig` (the operator generates its
+configuration from ServiceMonitors exactly as in a cluster, but starts no Pod), Prometheus
 itself (tools/k8s/prometheus, Kubernetes service discovery only) as that object's one replica,
 and a small config sync (kubelab.addons.prometheus_config) standing in for the operator's
 config-reloader sidecar: it writes the generated configuration to Prometheus' file and asks
-Prometheus to reload. Prometheus' address is published in the ConfigMap monitoring/kubelab-
-prometheus for the lab's `promql.py`. There is no Grafana, Alertmanager, node-exporter or
-kube-state-metrics on the embedded cluster.
+Prometheus to reload. Each of the three is a user of its own (a client certificate from the
+cluster's CA) bound to upstream's ClusterRole for the operator, or for Prometheus, or to reading
+Secrets in `monitoring`: none runs as the cluster's admin. Prometheus' address is published in
+the ConfigMap monitoring/kubelab-prometheus for the lab's `promql.py`. There is no Grafana,
+Alertmanager, node-exporter or kube-state-metrics on the embedded cluster.
 """
 
 from __future__ import annotations
@@ -125,8 +127,95 @@ def _pki(kube: Kube) -> Path:
     return host.private_kubeconfig(kube).parent / "pki"
 
 
+# Each host process is a user of its own (a client certificate from the cluster's CA), with the
+# permissions upstream gives its ServiceAccount: never the cluster's admin.
+IDENTITIES = {
+    "prometheus-operator": "kubelab:prometheus-operator",
+    "prometheus": "kubelab:prometheus",
+    "config-sync": "kubelab:prometheus-config-sync",
+}
+OWNED = {"kubelab.dev/addon": NAME}  # the label of every cluster-wide object it makes
+
+
+def _certs(kube: Kube) -> Path:
+    return SERVER.folder(kube) / "certs"
+
+
+def _issue_identities(kube: Kube) -> None:
+    from kubelab.embedded import pki
+
+    folder = _certs(kube)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca = (_pki(kube) / "ca.crt", _pki(kube) / "ca.key")
+    for name, user in IDENTITIES.items():
+        pki.issue(folder, name, ca, user)
+
+
+def _rbac() -> list[dict[str, Any]]:
+    """Upstream's ClusterRoles for the operator and for Prometheus (from the pinned module),
+    bound to the host processes' users; the config sync reads the one Secret it copies."""
+    import yaml
+
+    rbac = _crd_dir().parent / "rbac"
+    objects: list[dict[str, Any]] = []
+    for program, path in (
+        ("prometheus-operator", "prometheus-operator/prometheus-operator-cluster-role.yaml"),
+        ("prometheus", "prometheus/prometheus-cluster-role.yaml"),
+    ):
+        role = yaml.safe_load((rbac / path).read_text())
+        name = f"kubelab-{program}"
+        role["metadata"] = {"name": name, "labels": OWNED}
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": OWNED},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": IDENTITIES[program]}],
+        }  # fmt: skip
+        objects += [role, binding]
+    name = "kubelab-prometheus-config-sync"
+    objects += [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                       "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": IDENTITIES["config-sync"]}],
+        },
+    ]  # fmt: skip
+    return objects
+
+
+def _sync_kubeconfig(kube: Kube) -> Path:
+    certs, server = _certs(kube), _api_server(kube)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server,
+                      "certificate-authority": str(_pki(kube) / "ca.crt")}}],
+        "users": [{"name": "u", "user": {"client-certificate": str(certs / "config-sync.crt"),
+                   "client-key": str(certs / "config-sync.key")}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }  # fmt: skip
+    path = certs / "config-sync.kubeconfig"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
 def _prometheus_object(kube: Kube) -> dict[str, Any]:
-    pki = _pki(kube)
+    pki, certs = _pki(kube), _certs(kube)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "Prometheus",
@@ -159,8 +248,8 @@ def _prometheus_object(kube: Kube) -> dict[str, Any]:
                 "host": _api_server(kube),
                 "tlsConfig": {
                     "caFile": str(pki / "ca.crt"),
-                    "certFile": str(pki / "admin.crt"),
-                    "keyFile": str(pki / "admin.key"),
+                    "certFile": str(certs / "prometheus.crt"),
+                    "keyFile": str(certs / "prometheus.key"),
                 },
             },
         },
@@ -221,8 +310,9 @@ class HostProcesses:
                      str(_crd_dir()))  # fmt: skip
         host.kubectl(kube, NAME, "wait", "--for=condition=Established", "--timeout=60s",
                      f"crd/{PROMETHEUSES_CRD}", f"crd/{SERVICEMONITORS_CRD}")  # fmt: skip
+        _issue_identities(kube)
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        host.apply(kube, NAME, [namespace, _prometheus_object(kube)])
+        host.apply(kube, NAME, [namespace, *_rbac(), _prometheus_object(kube)])
 
         folder = SERVER.folder(kube)
         (folder / "data").mkdir(parents=True, exist_ok=True)
@@ -236,8 +326,8 @@ class HostProcesses:
             str(build.bin_dir() / "prometheus-operator"),
             f"--apiserver={server}",
             f"--ca-file={pki / 'ca.crt'}",
-            f"--cert-file={pki / 'admin.crt'}",
-            f"--key-file={pki / 'admin.key'}",
+            f"--cert-file={_certs(kube) / 'prometheus-operator.crt'}",
+            f"--key-file={_certs(kube) / 'prometheus-operator.key'}",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--prometheus-instance-namespaces={NAMESPACE}",
             "--log-level=info",
@@ -260,7 +350,7 @@ class HostProcesses:
 
         pid = SYNC.start(kube, [
             sys.executable, "-m", "kubelab.addons.prometheus_config",
-            "--kubeconfig", str(host.private_kubeconfig(kube)),
+            "--kubeconfig", str(_sync_kubeconfig(kube)),
             "--namespace", NAMESPACE, "--secret", CONFIG_SECRET,
             "--config", str(config),
             "--reload-url", f"http://127.0.0.1:{port}/-/reload",
@@ -284,6 +374,9 @@ class HostProcesses:
         progress(f"{NAME}: removing its namespace and CRDs (ServiceMonitors with them)")
         host.kubectl(kube, NAME, "delete", "namespace", NAMESPACE, "--ignore-not-found",
                      "--wait=true", "--timeout=60s")  # fmt: skip
+        selector = ",".join(f"{k}={v}" for k, v in OWNED.items())
+        host.kubectl(kube, NAME, "delete", "clusterrolebinding,clusterrole", "-l", selector,
+                     "--ignore-not-found")  # fmt: skip
         names = host.kubectl(kube, NAME, "get", "crd", "-o", "name").split()
         ours = [n for n in names if n.endswith(".monitoring.coreos.com")]
         if ours:
