@@ -196,24 +196,6 @@ def _rbac() -> list[dict[str, Any]]:
     return objects
 
 
-def _sync_kubeconfig(kube: Kube) -> Path:
-    certs, server = _certs(kube), _api_server(kube)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server,
-                      "certificate-authority": str(_pki(kube) / "ca.crt")}}],
-        "users": [{"name": "u", "user": {"client-certificate": str(certs / "config-sync.crt"),
-                   "client-key": str(certs / "config-sync.key")}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    }  # fmt: skip
-    path = certs / "config-sync.kubeconfig"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
-
-
 def _prometheus_object(kube: Kube) -> dict[str, Any]:
     pki, certs = _pki(kube), _certs(kube)
     return {
@@ -350,7 +332,9 @@ class HostProcesses:
 
         pid = SYNC.start(kube, [
             sys.executable, "-m", "kubelab.addons.prometheus_config",
-            "--kubeconfig", str(_sync_kubeconfig(kube)),
+            "--server", server, "--ca", str(pki / "ca.crt"),
+            "--cert", str(_certs(kube) / "config-sync.crt"),
+            "--key", str(_certs(kube) / "config-sync.key"),
             "--namespace", NAMESPACE, "--secret", CONFIG_SECRET,
             "--config", str(config),
             "--reload-url", f"http://127.0.0.1:{port}/-/reload",

@@ -6,8 +6,8 @@ expands `$(POD_NAME)`/`$(SHARD)`, writes the result for Prometheus and calls `/-
 host process has no mount, so this program watches that Secret through the API server and does
 the same. Run by kubelab.addons.kube_prometheus_stack, one per cluster; stops on SIGTERM.
 
-    python -m kubelab.addons.prometheus_config --kubeconfig K --namespace N --secret S \
-        --config FILE --reload-url URL --pod-name NAME
+    python -m kubelab.addons.prometheus_config --server URL --ca CA --cert CRT --key KEY \
+        --namespace N --secret S --config FILE --reload-url URL --pod-name NAME
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import json
 import logging
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -62,9 +65,39 @@ def reload(url: str) -> None:
         r.read()
 
 
+class API:
+    """The Secret's list and watch, with the standard library only: this process lives as long
+    as the cluster, and the official client would triple its memory."""
+
+    def __init__(self, server: str, ca: str, cert: str, key: str, namespace: str, secret: str):
+        self.base = f"{server.rstrip('/')}/api/v1/namespaces/{namespace}/secrets"
+        self.selector = urllib.parse.quote(f"metadata.name={secret}")
+        self.tls = ssl.create_default_context(cafile=ca)
+        self.tls.load_cert_chain(cert, key)
+
+    def _open(self, query: str, timeout: float):
+        url = f"{self.base}?fieldSelector={self.selector}&{query}"
+        return urllib.request.urlopen(url, context=self.tls, timeout=timeout)
+
+    def list(self) -> tuple[list[dict], str]:
+        with self._open("limit=10", 30) as r:
+            body = json.load(r)
+        return body.get("items") or [], body["metadata"]["resourceVersion"]
+
+    def watch(self, resource_version: str):
+        query = f"watch=1&resourceVersion={resource_version}&timeoutSeconds={WATCH_TIMEOUT_S}"
+        with self._open(query, WATCH_TIMEOUT_S + 10) as r:
+            for line in r:
+                if line.strip():
+                    yield json.loads(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prometheus_config", description=__doc__.split("\n")[0])
-    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--server", required=True, help="the API server's URL")
+    parser.add_argument("--ca", required=True, help="the cluster CA's certificate file")
+    parser.add_argument("--cert", required=True, help="this program's client certificate")
+    parser.add_argument("--key", required=True, help="its key")
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--config", required=True, type=Path)
@@ -73,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    from kubernetes import client, config, watch
-
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def finish(*_: object) -> None:  # also interrupts a watch waiting for its next event
+        stop.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGINT, finish)
     env = {"POD_NAME": args.pod_name, "SHARD": "0"}
-    api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
+    api = API(args.server, args.ca, args.cert, args.key, args.namespace, args.secret)
     pending_reload = False
 
     def apply(data: dict[str, str] | None) -> None:
@@ -100,28 +136,19 @@ def main(argv: list[str] | None = None) -> int:
 
     while not stop.is_set():
         try:
-            found = api.list_namespaced_secret(
-                args.namespace, field_selector=f"metadata.name={args.secret}", _request_timeout=30
-            )
-            for item in found.items:
-                apply(item.data)
-            w = watch.Watch()
-            for event in w.stream(
-                api.list_namespaced_secret,
-                args.namespace,
-                field_selector=f"metadata.name={args.secret}",
-                resource_version=found.metadata.resource_version,
-                timeout_seconds=WATCH_TIMEOUT_S,
-                _request_timeout=WATCH_TIMEOUT_S + 10,
-            ):
+            items, version = api.list()
+            for item in items:
+                apply(item.get("data"))
+            for event in api.watch(version):
                 if stop.is_set():
-                    w.stop()
                     break
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    apply(event["object"].data)
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    apply(event["object"].get("data"))
+                elif event.get("type") == "ERROR":  # e.g. 410 Gone: list again
+                    break
             if pending_reload:
                 apply(None)
-        except Exception as e:  # the API server restarting, a dropped watch…
+        except (OSError, ValueError, KeyError) as e:  # the API server restarting, a dropped watch…
             log.warning("watching secret %s/%s: %s", args.namespace, args.secret, e)
             stop.wait(RETRY_S)
     return 0
