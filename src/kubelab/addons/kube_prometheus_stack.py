@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ CONFIG_SECRET = f"prometheus-{PROMETHEUS}"  # where the operator writes its conf
 ADDRESS_CONFIGMAP = "kubelab-prometheus"  # embedded cluster: where Prometheus answers
 SERVICEMONITORS_CRD = "servicemonitors.monitoring.coreos.com"
 PROMETHEUSES_CRD = "prometheuses.monitoring.coreos.com"
+SCRAPECONFIGS_CRD = "scrapeconfigs.monitoring.coreos.com"
 RETENTION = "6h"
 SCRAPE_INTERVAL = "15s"
 
@@ -262,6 +264,20 @@ def _scrape_host_processes(prometheus_port: int, operator_port: int) -> dict[str
     }
 
 
+def _wait_established(kube: Kube, names: list[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [n for n in names if not CRDEstablished(n).evaluate(kube)[0]]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise KubelabError(
+                f"{NAME}: CRDs not Established after {timeout:.0f} s: {', '.join(pending)}",
+                "is the embedded cluster up? `kubelab cluster status`",
+            )
+        time.sleep(0.5)
+
+
 _EMPTY_CONFIG = f"global:\n  scrape_interval: {SCRAPE_INTERVAL}\nscrape_configs: []\n"
 
 
@@ -290,8 +306,9 @@ class HostProcesses:
         progress(f"{NAME}: applying the Prometheus Operator's CRDs ({OPERATOR_VERSION})")
         host.kubectl(kube, NAME, "apply", "--server-side", "--force-conflicts", "-f",
                      str(_crd_dir()))  # fmt: skip
-        host.kubectl(kube, NAME, "wait", "--for=condition=Established", "--timeout=60s",
-                     f"crd/{PROMETHEUSES_CRD}", f"crd/{SERVICEMONITORS_CRD}")  # fmt: skip
+        # polled, not `kubectl wait`: that fails at once ("accessor error") on a CRD so new
+        # that it has no status conditions yet
+        _wait_established(kube, [PROMETHEUSES_CRD, SERVICEMONITORS_CRD, SCRAPECONFIGS_CRD])
         _issue_identities(kube)
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         host.apply(kube, NAME, [namespace, *_rbac(), _prometheus_object(kube)])
