@@ -10,7 +10,8 @@ Unmet requirements skip the step with the reason. The vocabulary (for the lab fo
 - nodes>=N: at least N nodes
 - addon:NAME: an add-on of kubelab.addons, installed AND ready (`kubelab addons install NAME`)
 - addon-release:NAME: the same, installed by kubelab as a Helm release (not provided by the
-  cluster itself), for steps that look at the release with helm
+  cluster itself, nor run as host processes on the embedded cluster), for steps that look at
+  the release with helm or need the chart's own Pods
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ REQUIREMENT_HELP: dict[str, str] = {
     "addon:NAME": "an add-on installed and ready (`kubelab addons install NAME`): "
     + ", ".join(ADDONS),
     "addon-release:NAME": "an add-on installed by `kubelab addons install NAME` as a Helm "
-    "release (not provided by the cluster itself), and ready",
+    "release (not provided by the cluster itself, nor host processes on the embedded "
+    "cluster), and ready",
 }
 
 METRICS_APISERVICE = "v1beta1.metrics.k8s.io"
@@ -161,6 +163,13 @@ class Capabilities:
         addon = addons.ADDONS.get(name)
         if addon is None:
             return False, f"needs the add-on {name!r}, which kubelab does not know"
+        if release and addon.local is not None and self.flavour.name == "embedded":
+            lacks = f" ({addon.local_lacks})" if addon.local_lacks else ""
+            return False, (
+                f"needs the add-on {name} as kubelab's Helm release "
+                f"{addon.namespace}/{addon.release}; {self.flavour.title} runs it as host "
+                f"processes instead{lacks}"
+            )
         st = status(addon, self.kube, self.flavour)
         if release and st.source in ("cluster", "other"):
             whose = (

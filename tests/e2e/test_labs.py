@@ -57,6 +57,8 @@ def cluster_facts(cluster) -> dict[str, bool]:
         # metrics-server is the only add-on; the embedded cluster serves it beside its real node
         "addon:metrics-server": metrics == "True",
         "addon-release:metrics-server": bool(release) and metrics == "True",
+        # host processes on the embedded cluster, never a Helm release (no Grafana, no exporters)
+        "addon-release:kube-prometheus-stack": False,
         # the real node runs kube-router's network-policy firewall as a host process: it answers
         "network-policy": bool(real) and _answers(f"http://127.0.0.1:{KUBE_ROUTER_HEALTH}/healthz"),
         "containers": bool(real),
@@ -72,7 +74,7 @@ def cluster_facts(cluster) -> dict[str, bool]:
 # Add-ons this test installs for the labs that require them (and removes afterwards, so the
 # other labs run on a cluster without them). On the embedded cluster without its real node an
 # add-on can run only as a host process (Gatekeeper); with containers, any add-on can.
-HOST_PROCESS_ADDONS = {"gatekeeper"}
+HOST_PROCESS_ADDONS = {"gatekeeper", "kube-prometheus-stack"}
 
 
 def lab_addons(loaded) -> list[str]:

@@ -134,6 +134,7 @@ class AddOn:
     # then include the local ones)
     local: Local | None = None
     local_ready: tuple[Check, ...] = ()
+    local_lacks: str = ""  # what the host processes do not provide, for skip reasons
     notes: str = ""
 
     def values_for(self, flavour: str) -> dict[str, Any]:

@@ -129,6 +129,13 @@ def binaries() -> list[Binary]:
     ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
     kr = _module_versions("kube-router").get("github.com/cloudnativelabs/kube-router/v2", "v0")
     gk = _module_versions("gatekeeper").get("github.com/open-policy-agent/gatekeeper/v3", "v0")
+    po = _module_versions("prometheus-operator").get(
+        "github.com/prometheus-operator/prometheus-operator", "v0"
+    )
+    prom = _module_versions("prometheus").get("github.com/prometheus/prometheus", "v0.0.0")
+    # Prometheus 3.x is published as Go module v0.3XX.Y: v0.314.0 is Prometheus 3.14.0
+    prom_minor = prom.lstrip("v").split(".")
+    prom_release = f"{int(prom_minor[1]) // 100}.{int(prom_minor[1]) % 100}.{prom_minor[2]}"
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -215,6 +222,23 @@ def binaries() -> list[Binary]:
         ),
         # the repository's own checks in `make test`: actionlint lints .github/workflows/
         Binary("actionlint", "actionlint", "github.com/rhysd/actionlint/cmd/actionlint", (), "dev"),
+        # kube-prometheus-stack on the embedded cluster: the Prometheus Operator, and Prometheus
+        # with only its Kubernetes service discovery (the lab needs no cloud's)
+        Binary(
+            "prometheus-operator",
+            "prometheus-operator",
+            "github.com/prometheus-operator/prometheus-operator/cmd/operator",
+            (f"github.com/prometheus/common/version.Version={po.lstrip('v')}",),
+            "addons",
+        ),
+        Binary(
+            "prometheus",
+            "prometheus",
+            "github.com/prometheus/prometheus/cmd/prometheus",
+            (f"github.com/prometheus/common/version.Version={prom_release}",),
+            "addons",
+            tags=("remove_all_sd", "enable_kubernetes_sd"),
+        ),
     ]
 
 
@@ -248,7 +272,7 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator")
+ADDON_BINARY_NAMES = ("gatekeeper", "gator", "prometheus-operator", "prometheus")
 DEV_BINARY_NAMES = ("actionlint",)
 
 
@@ -445,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=GROUPS,
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
-        "addons: the Gatekeeper manager and gator; then dev: actionlint)",
+        "addons: the Gatekeeper manager and gator, the Prometheus Operator and Prometheus; "
+        "then dev: actionlint)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
