@@ -161,6 +161,9 @@ class Capabilities:
         addon = addons.ADDONS.get(name)
         if addon is None:
             return False, f"needs the add-on {name!r}, which kubelab does not know"
+        if self.flavour.name in addon.unavailable:
+            where, why = self.flavour.title, addon.unavailable[self.flavour.name]
+            return False, f"needs the add-on {name}, which cannot run on {where}: {why}"
         st = status(addon, self.kube, self.flavour)
         if release and st.source in ("cluster", "other"):
             whose = (

@@ -181,6 +181,27 @@ def _run_helm(session: Session, cmd: list[str], timeout: float) -> None:
         raise KubelabError(f"`{shlex.join(cmd)}` failed:\n{output}", "see helm's message above")
 
 
+def _run_kubectl(session: Session, args: list[str]) -> None:
+    """kubectl on the session's pinned context (an add-on's manifests)."""
+    kubectl = shutil.which("kubectl", path=session.env.get("PATH"))
+    if kubectl is None:
+        raise MissingToolError("kubectl is not on PATH", "install kubectl (README: prerequisites)")
+    cmd = [kubectl, "--kubeconfig", str(session.kubeconfig), "--context", session.context.name]
+    try:
+        proc = subprocess.run([*cmd, *args], env=session.env, capture_output=True, text=True,
+                              timeout=HELM_TIMEOUT, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise KubelabError(
+            f"`kubectl {shlex.join(args)}` did not finish within {HELM_TIMEOUT:.0f}s",
+            "is the cluster (and the manifest's address) reachable? `kubelab doctor`",
+        ) from None
+    if proc.returncode != 0:
+        raise KubelabError(
+            f"`kubectl {shlex.join(args)}` failed:\n{(proc.stderr or proc.stdout).strip()[-2000:]}",
+            "see kubectl's message above",
+        )
+
+
 # --- install / uninstall ----------------------------------------------------------------------
 
 
@@ -226,6 +247,11 @@ def _install_one(
     addon: AddOn, session: Session, progress: Progress, timeout: float | None, wait: bool
 ) -> Status:
     flavour = session.flavour
+    if flavour.name in addon.unavailable:
+        raise KubelabError(
+            f"cannot install {addon.name} on {flavour.title}: {addon.unavailable[flavour.name]}",
+            "use a cluster that runs containers and reaches the internet (Docker Desktop, kind…)",
+        )
     if addon.local is not None and flavour.name == "embedded":
         return _install_local(addon, session, progress, timeout, wait)
     before = status(addon, session.kube, flavour)
@@ -254,6 +280,9 @@ def _install_one(
         with os.fdopen(fd, "w") as fh:
             json.dump(addon.values_for(flavour.name), fh)  # JSON is YAML: helm reads it
         verb = "upgrading" if before.installed else "installing"
+        for url in addon.manifests:
+            progress(f"{addon.name}: applying {url}")
+            _run_kubectl(session, ["apply", "--server-side", "--force-conflicts", "-f", url])
         progress(f"{addon.name}: {verb} {addon.chart.describe()} (app {addon.app_version})")
         _run_helm(session, install_command(addon, values_file, helm), HELM_TIMEOUT)
     finally:
@@ -302,6 +331,9 @@ def uninstall(names: list[str], session: Session, progress: Progress) -> list[St
         elif before.source == "kubelab":
             progress(f"{addon.name}: uninstalling release {addon.namespace}/{addon.release}")
             _run_helm(session, uninstall_command(addon, _helm(session)), HELM_TIMEOUT)
+            for url in reversed(addon.manifests):
+                progress(f"{addon.name}: deleting what {url} made")
+                _run_kubectl(session, ["delete", "--ignore-not-found", "--wait=true", "-f", url])
         elif before.source is not None:
             progress(f"{addon.name}: {before.describe()} — not kubelab's to remove")
         else:
