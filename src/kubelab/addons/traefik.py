@@ -113,7 +113,7 @@ class HostProcess:
                 "run `make tools` (builds it from the Go module proxy)",
             )
         if PROGRAM.pid(kube) is not None:
-            progress("traefik: already running")
+            progress(f"traefik: already running (pid {PROGRAM.pid(kube)}); nothing to change")
             return
         if not _port_free(WEB_PORT):
             raise KubelabError(
@@ -155,8 +155,13 @@ class HostProcess:
 
     def uninstall(self, kube: Kube, progress: Callable[[str], None]) -> None:
         PROGRAM.stop(kube, progress)
-        for kind in ("gatewayclass", "ingressclass"):
-            host.kubectl(kube, "traefik", "delete", kind, CLASS, "--ignore-not-found")
+        host.kubectl(kube, "traefik", "delete", "ingressclass", CLASS, "--ignore-not-found")
+        crds = host.kubectl(kube, "traefik", "get", "crd", "-o", "name").split()
+        if (
+            "customresourcedefinition.apiextensions.k8s.io/gatewayclasses.gateway.networking.k8s.io"
+            in crds
+        ):
+            host.kubectl(kube, "traefik", "delete", "gatewayclass", CLASS, "--ignore-not-found")
         host.kubectl(kube, "traefik", "delete", "namespace", NAMESPACE, "--ignore-not-found",
                      "--wait=true", "--timeout=60s")  # fmt: skip
         progress("traefik: removing Traefik's and the Gateway API CRDs (their objects with them)")
