@@ -170,6 +170,9 @@ class Capabilities:
                 f"{addon.namespace}/{addon.release}; {self.flavour.title} runs it as host "
                 f"processes instead{lacks}"
             )
+        if self.flavour.name in addon.unavailable:
+            where, why = self.flavour.title, addon.unavailable[self.flavour.name]
+            return False, f"needs the add-on {name}, which cannot run on {where}: {why}"
         st = status(addon, self.kube, self.flavour)
         if release and st.source in ("cluster", "other"):
             whose = (

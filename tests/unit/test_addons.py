@@ -4,6 +4,7 @@ server)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,17 +512,8 @@ def test_a_release_record_that_cannot_be_read_is_never_taken_for_unchanged(monke
     assert plan.changes and plan.action.startswith("would upgrade")
 
 
-@dataclass(frozen=True)
-class _WithManifests(AddOn):
-    """The two fields lab-ingress-gateway adds to AddOn (manage.py reads them with defaults)."""
-
-    manifests: tuple[str, ...] = ()
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-
-def _metrics_with(**extra) -> _WithManifests:
-    fields = {f: getattr(METRICS, f) for f in METRICS.__dataclass_fields__ if f not in extra}
-    return _WithManifests(**fields, **extra)
+def _metrics_with(**extra) -> AddOn:
+    return dataclasses.replace(METRICS, **extra)
 
 
 def test_an_addons_manifests_are_applied_before_its_chart_and_deleted_after_it(monkeypatch):
@@ -544,3 +536,86 @@ def test_an_addons_manifests_are_applied_before_its_chart_and_deleted_after_it(m
     with pytest.raises(KubelabError) as info:
         manage.plan_install(refused, FakeSession(FakeKube(), "kind"))  # type: ignore[arg-type]
     assert info.value.message == "cannot install metrics-server on kind: no way"
+
+
+# --- traefik, istio ---------------------------------------------------------------------------
+
+
+def test_traefik_chart_host_binary_and_gateway_api_crds_pin_the_same_releases():
+    from kubelab.addons import traefik
+    from kubelab.embedded import build
+
+    tr = addons.get("traefik")
+    built = build._module_versions("traefik")["github.com/traefik/traefik/v3"]
+    assert built == traefik.VERSION == f"v{tr.app_version}" == tr.values["image"]["tag"]
+    assert (tr.chart.name, tr.chart.version) == ("traefik", "41.3.0")
+    assert tr.chart.repo == "https://traefik.github.io/charts"
+    assert re.fullmatch(r"v1\.6\.\d+", traefik.GATEWAY_API)
+    assert tr.manifests == (
+        "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+        f"{traefik.GATEWAY_API}/standard-install.yaml",
+    )
+    providers = tr.values["providers"]
+    assert all(providers[p]["enabled"] for p in ("kubernetesIngress", "kubernetesCRD",
+                                                 "kubernetesGateway"))  # fmt: skip
+    assert tr.values["gateway"] == {"enabled": False}  # the labs make their own Gateways
+    assert tr.values["ingressClass"]["isDefaultClass"] is False
+
+
+@pytest.mark.parametrize(
+    ("flavour", "service_type"),
+    [
+        ("docker-desktop", "LoadBalancer"),
+        ("orbstack", "LoadBalancer"),
+        ("rancher-desktop", "LoadBalancer"),
+        ("k3d", "LoadBalancer"),
+        ("kind", "ClusterIP"),
+        ("minikube", "ClusterIP"),
+        ("unknown", "ClusterIP"),
+    ],
+)
+def test_traefik_gets_a_loadbalancer_only_where_the_flavour_answers_one(flavour, service_type):
+    tr = addons.get("traefik")
+    assert tr.values_for(flavour)["service"]["spec"]["type"] == service_type
+    assert (service_type == "LoadBalancer") is FLAVOURS[flavour].loadbalancer
+
+
+@pytest.mark.parametrize("name", ["istio-base", "istio", "kiali"])
+def test_istio_cannot_run_on_the_embedded_cluster_and_says_why(monkeypatch, name):
+    monkeypatch.setattr(manage.subprocess, "run", _no_helm)
+    session = FakeSession(FakeKube(), "embedded", containers=True)
+    with pytest.raises(KubelabError) as info:
+        manage.install([name], session, print)  # type: ignore[arg-type]
+    assert "Envoy" in info.value.message and "C++" in info.value.message
+    ok, reason = caps([], "embedded").check(f"addon:{name}")
+    assert not ok and "cannot run on" in reason and "Envoy" in reason
+
+
+def test_istio_pins_one_release_for_both_charts_and_installs_after_its_base():
+    base, istiod = addons.get("istio-base"), addons.get("istio")
+    assert base.chart.version == istiod.chart.version == "1.30.4"
+    assert (base.chart.name, istiod.chart.name) == ("base", "istiod")
+    assert "addon:istio-base" in istiod.needs and "addon:istio" in addons.get("kiali").needs
+
+
+def test_install_applies_an_addons_manifests_before_its_chart(monkeypatch, tmp_path):
+    for tool in ("helm", "kubectl"):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+        (tmp_path / tool).chmod(0o755)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+
+        class Done:
+            returncode, stdout, stderr = 0, "", ""
+
+        return Done()
+
+    monkeypatch.setattr(manage.subprocess, "run", fake_run)
+    session = FakeSession(FakeKube(), "kind", env={"PATH": str(tmp_path)})
+    manage.install(["traefik"], session, print, wait=False)  # type: ignore[arg-type]
+    tools = [Path(c[0]).name for c in calls]
+    assert tools == ["kubectl", "helm"]
+    assert calls[0][-5:] == ["apply", "--server-side", "--force-conflicts", "-f",
+                             addons.get("traefik").manifests[0]]  # fmt: skip

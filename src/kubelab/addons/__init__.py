@@ -12,7 +12,15 @@ import importlib
 from kubelab.addons.base import AddOn
 from kubelab.errors import KubelabError
 
-_MODULES = ("gatekeeper", "kube_prometheus_stack", "metrics_server")
+_MODULES = (
+    "gatekeeper",
+    "istio_base",
+    "istio",
+    "kiali",
+    "kube_prometheus_stack",
+    "metrics_server",
+    "traefik",
+)
 
 ADDONS: dict[str, AddOn] = {}
 for _module in _MODULES:

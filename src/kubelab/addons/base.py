@@ -135,6 +135,11 @@ class AddOn:
     local: Local | None = None
     local_ready: tuple[Check, ...] = ()
     local_lacks: str = ""  # what the host processes do not provide, for skip reasons
+    # manifests (URLs) the chart expects to find, applied server-side before it (CRDs a chart no
+    # longer ships, e.g. Gateway API's) and deleted after `uninstall`
+    manifests: tuple[str, ...] = ()
+    # flavour -> why the add-on cannot run there (install refuses, requirements say so)
+    unavailable: dict[str, str] = field(default_factory=dict)
     notes: str = ""
 
     def values_for(self, flavour: str) -> dict[str, Any]:

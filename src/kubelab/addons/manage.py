@@ -432,7 +432,7 @@ def plan_install(addon: AddOn, session: Session, timeout: float | None = None) -
         f"would {verb} {addon.chart.describe()} (app {addon.app_version}) as release "
         f"{addon.namespace}/{addon.release}",
         commands=[
-            *(_shown(_apply_manifest_command(url), session) for url in _manifests(addon)),
+            *(_shown(_apply_manifest_command(url), session) for url in addon.manifests),
             _shown(install_command(addon, Path(values_file)), session),
         ],
         files={values_file: values_text(values)},
@@ -458,7 +458,7 @@ def plan_uninstall(addon: AddOn, session: Session) -> Plan:
     commands = []
     if before.source == "kubelab":
         commands.append(_shown(uninstall_command(addon), session))
-        commands += [_shown(_delete_manifest_command(u), session) for u in _manifests(addon)[::-1]]
+        commands += [_shown(_delete_manifest_command(u), session) for u in addon.manifests[::-1]]
     crds, namespace = _leftovers(addon, kube)
     if crds:
         commands.append(_shown(_delete_crds_command(crds), session))
@@ -480,15 +480,8 @@ def _delete_namespace_command(namespace: str, kubectl: str = "kubectl") -> list[
             "--timeout=120s"]  # fmt: skip
 
 
-# Two AddOn fields another branch adds (lab-ingress-gateway): read with defaults so that this
-# module handles them, in plans and runs alike, whether or not base.py has them yet.
-def _manifests(addon: AddOn) -> tuple[str, ...]:
-    """Manifests (URLs) applied server-side before the chart, deleted after its uninstall."""
-    return tuple(getattr(addon, "manifests", ()) or ())
-
-
 def _refuse_unavailable(addon: AddOn, flavour: Flavour) -> None:
-    reason = (getattr(addon, "unavailable", None) or {}).get(flavour.name)
+    reason = addon.unavailable.get(flavour.name)
     if reason:
         raise KubelabError(
             f"cannot install {addon.name} on {flavour.title}: {reason}",
@@ -510,6 +503,27 @@ def plans(names: list[str], session: Session, action: str) -> list[Plan]:
     if action == "install":
         return [plan_install(a, session) for a in chosen]
     return [plan_uninstall(a, session) for a in chosen]
+
+
+def _run_kubectl(session: Session, args: list[str]) -> None:
+    """kubectl on the session's pinned context (an add-on's manifests)."""
+    kubectl = shutil.which("kubectl", path=session.env.get("PATH"))
+    if kubectl is None:
+        raise MissingToolError("kubectl is not on PATH", "install kubectl (README: prerequisites)")
+    cmd = [kubectl, "--kubeconfig", str(session.kubeconfig), "--context", session.context.name]
+    try:
+        proc = subprocess.run([*cmd, *args], env=session.env, capture_output=True, text=True,
+                              timeout=HELM_TIMEOUT, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise KubelabError(
+            f"`kubectl {shlex.join(args)}` did not finish within {HELM_TIMEOUT:.0f}s",
+            "is the cluster (and the manifest's address) reachable? `kubelab doctor`",
+        ) from None
+    if proc.returncode != 0:
+        raise KubelabError(
+            f"`kubectl {shlex.join(args)}` failed:\n{(proc.stderr or proc.stdout).strip()[-2000:]}",
+            "see kubectl's message above",
+        )
 
 
 # --- install / uninstall ----------------------------------------------------------------------
@@ -603,7 +617,7 @@ def _helm_install(addon: AddOn, session: Session, progress: Progress) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(values_text(addon.values_for(session.flavour.name)))
         verb = "upgrading" if helm_release(kube, addon) is not None else "installing"
-        for url in _manifests(addon):
+        for url in addon.manifests:
             progress(f"{addon.name}: applying {url}")
             _run(session, _apply_manifest_command(url, _kubectl(session)), HELM_TIMEOUT)
         progress(f"{addon.name}: {verb} {addon.chart.describe()} (app {addon.app_version})")
@@ -656,7 +670,7 @@ def _helm_uninstall(addon: AddOn, session: Session, progress: Progress) -> None:
     if status(addon, kube, session.flavour).source == "kubelab":
         progress(f"{addon.name}: uninstalling release {addon.namespace}/{addon.release}")
         _run(session, uninstall_command(addon, _helm(session)), HELM_TIMEOUT)
-        for url in reversed(_manifests(addon)):
+        for url in reversed(addon.manifests):
             progress(f"{addon.name}: deleting what {url} made")
             _run(session, _delete_manifest_command(url, _kubectl(session)), HELM_TIMEOUT)
     # looked at after helm: the namespace goes only when no other release is left in it

@@ -64,6 +64,10 @@ class Binary:
     group: str = "control-plane"  # one of GROUPS
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
+    # files of dependencies replaced by ours: (module path, file inside that module, replacement
+    # relative to the pin folder). The build then runs in a vendored copy of the pin folder (Go
+    # refuses -overlay for files in the module cache). See tools/README.md (traefik) for why.
+    patches: tuple[tuple[str, str, str], ...] = ()
 
 
 def repo_root() -> Path:
@@ -136,6 +140,7 @@ def binaries() -> list[Binary]:
     # Prometheus 3.x is published as Go module v0.3XX.Y: v0.314.0 is Prometheus 3.14.0
     prom_minor = prom.lstrip("v").split(".")
     prom_release = f"{int(prom_minor[1]) // 100}.{int(prom_minor[1]) % 100}.{prom_minor[2]}"
+    tr = _module_versions("traefik").get("github.com/traefik/traefik/v3", "v0")
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -239,6 +244,24 @@ def binaries() -> list[Binary]:
             "addons",
             tags=("remove_all_sd", "enable_kubernetes_sd"),
         ),
+        # Ingress/Gateway API controller; lego's DNS-01 providers left out (tools/README.md)
+        Binary(
+            "traefik",
+            "traefik",
+            "github.com/traefik/traefik/v3/cmd/traefik",
+            (
+                f"github.com/traefik/traefik/v3/pkg/version.Version={tr}",
+                "github.com/traefik/traefik/v3/pkg/version.BuildDate=1970-01-01T00:00:00Z",
+            ),
+            "addons",
+            patches=(
+                (
+                    "github.com/go-acme/lego/v5",
+                    "providers/dns/zz_gen_dns_providers.go",
+                    "patches/lego_dns_providers.go",
+                ),
+            ),
+        ),
     ]
 
 
@@ -272,7 +295,7 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator", "prometheus-operator", "prometheus")
+ADDON_BINARY_NAMES = ("gatekeeper", "gator", "prometheus-operator", "prometheus", "traefik")
 DEV_BINARY_NAMES = ("actionlint",)
 
 
@@ -315,6 +338,12 @@ def _fingerprint(b: Binary, go_version: str) -> str:
     for f in ("go.mod", "go.sum"):
         p = mod / f
         h.update(p.read_bytes() if p.exists() else b"")
+    # any other file of the pin folder (a local module it replaces, a patch's replacement)
+    others = [p for p in mod.rglob("*") if p.is_file()] if mod.is_dir() else []
+    for p in sorted(others):
+        rel = p.relative_to(mod).as_posix()
+        if rel not in ("go.mod", "go.sum"):
+            h.update(rel.encode() + b"\0" + p.read_bytes())
     extra = ["cgo" if b.cgo else "", *b.tags] if (b.cgo or b.tags) else []
     h.update("\0".join([b.package, *b.ldflags, *extra, go_version, "v1"]).encode())
     return h.hexdigest()
@@ -351,6 +380,31 @@ def _human(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
+def _vendored_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
+    """A copy of the pin folder with its dependencies vendored and `b.patches` applied.
+
+    `go mod vendor -e` tolerates packages it cannot fetch (a patch is what removes their import);
+    the caller builds there with `-mod=vendor` and removes the copy."""
+    work = where / f".{b.name.replace('/', '_')}.{os.getpid()}.vendor"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(mod, work)
+    env = {**os.environ, "GOFLAGS": ""}
+    out = subprocess.run(
+        [go, "mod", "vendor", "-e"], cwd=work, env=env, capture_output=True, text=True
+    )
+    for module, inside, ours in b.patches:
+        target = work / "vendor" / module / inside
+        if out.returncode != 0 or not target.is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            raise BuildError(
+                f"{b.name}: `go mod vendor` did not provide {module}/{inside}:\n"
+                + (out.stderr or out.stdout).strip()[-800:],
+                "check that the Go module proxy is reachable, then " + HINT,
+            )
+        shutil.copyfile(mod / ours, target)
+    return work
+
+
 def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[float, int]:
     go = _go()
     mod = tools_dir() / b.module
@@ -372,7 +426,14 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     }
     progress(f"building {b.name} ({b.package}) ...")
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=mod, env=env, capture_output=True, text=True)
+    work = _vendored_copy(b, go, mod, dest.parent) if b.patches else None
+    if work:
+        env["GOFLAGS"] = "-mod=vendor"
+    try:
+        proc = subprocess.run(cmd, cwd=work or mod, env=env, capture_output=True, text=True)
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -469,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=GROUPS,
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
-        "addons: the Gatekeeper manager and gator, the Prometheus Operator and Prometheus; "
+        "addons: the Gatekeeper manager and gator, the Prometheus Operator and Prometheus, "
+        "Traefik; "
         "then dev: actionlint)",
     )
     args = parser.parse_args(argv)
