@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ class Binary:
     group: str = "control-plane"  # "control-plane" (always) or "node" (the real node)
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
+    # small source edits, made in a copy of the module's source (the module cache stays as it is):
+    # (module path, file in that module, exact text, replacement); the text must occur once
+    patches: tuple[tuple[str, str, str, str], ...] = ()
 
 
 def repo_root() -> Path:
@@ -129,6 +133,21 @@ def binaries() -> list[Binary]:
     ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
     kr = _module_versions("kube-router").get("github.com/cloudnativelabs/kube-router/v2", "v0")
     gk = _module_versions("gatekeeper").get("github.com/open-policy-agent/gatekeeper/v3", "v0")
+    ar = _module_versions("argo-rollouts").get("github.com/argoproj/argo-rollouts", "v0")
+    ar_x = (
+        f"github.com/argoproj/argo-rollouts/utils/version.version={ar}",
+        "github.com/argoproj/argo-rollouts/utils/version.gitTreeState=clean",
+    )
+    # the controller's metrics and healthz servers listen on every interface (a constant, no
+    # flag): on the embedded cluster it runs on the host, where nothing may listen beyond loopback
+    ar_loopback = (
+        (
+            "github.com/argoproj/argo-rollouts",
+            "controller/controller.go",
+            'listenAddr                         = "0.0.0.0:%d"',
+            'listenAddr                         = "127.0.0.1:%d"',
+        ),
+    )
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -213,6 +232,22 @@ def binaries() -> list[Binary]:
             (f"github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={gk}",),
             "addons",
         ),
+        # Argo Rollouts: its controller (a host process) and the kubectl plugin the lab types
+        Binary(
+            "rollouts-controller",
+            "argo-rollouts",
+            "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+            ar_x,
+            "addons",
+            patches=ar_loopback,
+        ),
+        Binary(
+            "kubectl-argo-rollouts",
+            "argo-rollouts",
+            "github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts",
+            ar_x,
+            "addons",
+        ),
     ]
 
 
@@ -244,7 +279,7 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator")
+ADDON_BINARY_NAMES = ("gatekeeper", "gator", "rollouts-controller", "kubectl-argo-rollouts")
 
 
 def cache_root() -> Path:
@@ -287,6 +322,8 @@ def _fingerprint(b: Binary, go_version: str) -> str:
         p = mod / f
         h.update(p.read_bytes() if p.exists() else b"")
     extra = ["cgo" if b.cgo else "", *b.tags] if (b.cgo or b.tags) else []
+    for patch in b.patches:
+        extra += ["patch", *patch]
     h.update("\0".join([b.package, *b.ldflags, *extra, go_version, "v1"]).encode())
     return h.hexdigest()
 
@@ -322,6 +359,45 @@ def _human(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
+def _patched_build_dir(b: Binary, go: str, mod: Path, into: Path) -> Path:
+    """A copy of the pinning module in `into` whose patched modules are replaced by patched
+    copies of their source (the Go module cache is read-only and `-overlay` may not reach into
+    it); returns the folder to build in."""
+    work = into / "build"
+    work.mkdir()
+    for f in ("go.mod", "go.sum"):
+        shutil.copy2(mod / f, work / f)
+    copies: dict[str, Path] = {}
+    for module, rel, old, new in b.patches:
+        if module not in copies:
+            proc = subprocess.run(
+                [go, "mod", "download", "-json", module], cwd=mod, capture_output=True, text=True
+            )
+            try:
+                source = Path(json.loads(proc.stdout)["Dir"])
+            except (ValueError, KeyError):
+                raise BuildError(
+                    f"cannot patch {module} for {b.name}: {proc.stderr.strip()[-400:]}",
+                    "check that the Go module proxy is reachable, then " + HINT,
+                ) from None
+            copy = into / f"src{len(copies)}"
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("ui", "docs", "test"))
+            for path in [copy, *copy.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)  # the module cache's files are read-only
+            copies[module] = copy
+            subprocess.run([go, "mod", "edit", f"-replace={module}={copy}"], cwd=work, check=True)
+        target = copies[module] / rel
+        text = target.read_text()
+        if text.count(old) != 1:
+            raise BuildError(
+                f"the patch of {module}/{rel} for {b.name} no longer applies "
+                f"(expected {old!r} once)",
+                "update `patches` in kubelab/embedded/build.py for the new version",
+            )
+        target.write_text(text.replace(old, new))
+    return work
+
+
 def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[float, int]:
     go = _go()
     mod = tools_dir() / b.module
@@ -336,6 +412,9 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     if b.tags:
         cmd.append("-tags=" + ",".join(b.tags))
     cmd += ["-o", str(tmp), b.package]
+    patched = None
+    if b.patches:
+        patched = Path(tempfile.mkdtemp(prefix=f"kubelab-{b.name.replace('/', '-')}-"))
     env = {
         **os.environ,
         "CGO_ENABLED": "1" if b.cgo else "0",
@@ -343,7 +422,12 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     }
     progress(f"building {b.name} ({b.package}) ...")
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=mod, env=env, capture_output=True, text=True)
+    try:
+        where = mod if patched is None else _patched_build_dir(b, go, mod, patched)
+        proc = subprocess.run(cmd, cwd=where, env=env, capture_output=True, text=True)
+    finally:
+        if patched is not None:
+            shutil.rmtree(patched, ignore_errors=True)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
