@@ -72,7 +72,7 @@ def cluster_facts(cluster) -> dict[str, bool]:
 # Add-ons this test installs for the labs that require them (and removes afterwards, so the
 # other labs run on a cluster without them). On the embedded cluster without its real node an
 # add-on can run only as a host process (Gatekeeper); with containers, any add-on can.
-HOST_PROCESS_ADDONS = {"gatekeeper"}
+HOST_PROCESS_ADDONS = {"argo-rollouts", "gatekeeper"}
 
 
 def lab_addons(loaded) -> list[str]:
