@@ -135,7 +135,8 @@ def binaries() -> list[Binary]:
     gk = _module_versions("gatekeeper").get("github.com/open-policy-agent/gatekeeper/v3", "v0")
     ar = _module_versions("argo-rollouts").get("github.com/argoproj/argo-rollouts", "v0")
     ar_x = (
-        f"github.com/argoproj/argo-rollouts/utils/version.version={ar}",
+        # it prints "v" + version (+ "+unknown": no commit is known in a module build)
+        f"github.com/argoproj/argo-rollouts/utils/version.version={ar.lstrip('v')}",
         "github.com/argoproj/argo-rollouts/utils/version.gitTreeState=clean",
     )
     # the controller's metrics and healthz servers listen on every interface (a constant, no
