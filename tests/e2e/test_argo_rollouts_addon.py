@@ -20,7 +20,8 @@ ROLLOUT = {
         "template": {
             "metadata": {"labels": {"app": "addon-e2e"}},
             "spec": {
-                # never scheduled: the test is about the controller, not about containers
+                # never scheduled: the test is about the controller, not about containers (so the
+                # Rollout stays Progressing and the active Service is never switched)
                 "nodeSelector": {"kubelab.dev/never": "scheduled"},
                 "containers": [{"name": "c", "image": "localhost/kubelab/bluegreen-demo:blue"}],
             },
@@ -73,17 +74,25 @@ def test_argo_rollouts_host_process_reconciles_and_leaves_nothing(embedded_clust
         assert len(listening) == 2, listening  # metrics and healthz
         assert all(a.startswith("0100007F:") for a in listening), listening
 
-        # the controller reconciles: a ReplicaSet for the Rollout, the Service's selector pinned
+        # the controller reconciles: a ReplicaSet owned by the Rollout, its hash in the status
         c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                         "items": [SERVICE, ROLLOUT]}))  # fmt: skip
 
-        def pinned() -> str:
-            svc = json.loads(c.kubectl("get", "service", "addon-e2e", "-o", "json").stdout)
-            return svc["spec"]["selector"].get("rollouts-pod-template-hash", "")
+        def owned_rs() -> list[dict]:
+            items = json.loads(c.kubectl("get", "rs", "-l", "app=addon-e2e", "-o", "json").stdout)
+            return [
+                rs for rs in items["items"]
+                if [o["kind"] for o in rs["metadata"].get("ownerReferences", [])] == ["Rollout"]
+            ]  # fmt: skip
 
-        rs_hash = _until(pinned, 60, "the controller pins the active Service to a ReplicaSet")
-        rs = c.kubectl("get", "rs", "-l", f"rollouts-pod-template-hash={rs_hash}", "-o", "name")
-        assert rs.stdout.strip() == f"replicaset.apps/addon-e2e-{rs_hash}"
+        [rs] = _until(owned_rs, 60, "the controller creates the Rollout's ReplicaSet")
+        rs_hash = rs["metadata"]["labels"]["rollouts-pod-template-hash"]
+
+        def current_hash() -> str:
+            ro = json.loads(c.kubectl("get", "rollout", "addon-e2e", "-o", "json").stdout)
+            return (ro.get("status") or {}).get("currentPodHash", "")
+
+        assert _until(current_hash, 30, "the Rollout reports its ReplicaSet") == rs_hash
     finally:
         c.kubectl("delete", "service", "addon-e2e", "--ignore-not-found")
         gone = kubelab_cli("addons", "uninstall", "argo-rollouts", env=env)

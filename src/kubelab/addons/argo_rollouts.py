@@ -128,7 +128,17 @@ class HostProcess:
 
     def uninstall(self, kube: Kube, progress: Callable[[str], None]) -> None:
         CONTROLLER.stop(kube, progress)
-        progress("argo-rollouts: removing its CRDs (Rollouts and analyses with them)")
+        present = {n.removeprefix("customresourcedefinition.apiextensions.k8s.io/")
+                   for n in _kubectl(kube, "get", "crd", "-o", "name").split()}  # fmt: skip
+        owners = [c for c in ("rollouts.argoproj.io", "experiments.argoproj.io") if c in present]
+        if owners:
+            # first the objects that own ReplicaSets and Pods, while their kinds still exist:
+            # the garbage collector cannot follow an owner reference to a kind that is gone
+            progress("argo-rollouts: deleting every Rollout and Experiment (their Pods with them)")
+            _kubectl(kube, "delete", ",".join(owners), "--all", "--all-namespaces",
+                     "--ignore-not-found", "--cascade=foreground", "--wait=true",
+                     "--timeout=120s")  # fmt: skip
+        progress("argo-rollouts: removing its CRDs (analyses and templates with them)")
         _kubectl(kube, "delete", "--ignore-not-found", "--wait=true", "--timeout=60s",
                  *(f"crd/{c}" for c in CRDS))  # fmt: skip
         _kubectl(kube, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true",
