@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=GROUPS,
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
-        "addons: the Gatekeeper manager and gator)",
+        "addons: the Gatekeeper manager and gator, the Argo Rollouts controller and plugin)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
