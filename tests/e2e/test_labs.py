@@ -74,7 +74,7 @@ def cluster_facts(cluster) -> dict[str, bool]:
 # Add-ons this test installs for the labs that require them (and removes afterwards, so the
 # other labs run on a cluster without them). On the embedded cluster without its real node an
 # add-on can run only as a host process (Gatekeeper); with containers, any add-on can.
-HOST_PROCESS_ADDONS = {"gatekeeper", "kube-prometheus-stack", "traefik"}
+HOST_PROCESS_ADDONS = {"argo-rollouts", "gatekeeper", "kube-prometheus-stack", "traefik"}
 # Add-ons that cannot run on the embedded cluster at all (Istio's Envoy is C++, and the node
 # pulls no images): their steps skip, real node or not.
 NEVER_EMBEDDED_ADDONS = {"istio-base", "istio", "kiali"}

@@ -56,6 +56,19 @@ class BuildError(_Base):  # type: ignore[misc,valid-type]
 
 
 @dataclass(frozen=True)
+class Patch:
+    """An edit of one source file of a dependency, for one binary. Go refuses `-overlay` for
+    files in the module cache, so a binary with patches is built in a vendored copy of its pin
+    folder where the edit is made (the module cache stays as it is)."""
+
+    module: str  # the module's path
+    inside: str  # the file, relative to the module's root
+    ours: str = ""  # a file of the pin folder that replaces it whole; or:
+    old: str = ""  # this exact text, which must occur once, ...
+    new: str = ""  # ... replaced by this
+
+
+@dataclass(frozen=True)
 class Binary:
     name: str  # file name in the bin dir
     module: str  # folder under tools/k8s holding the pinning go.mod
@@ -64,10 +77,8 @@ class Binary:
     group: str = "control-plane"  # one of GROUPS
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
-    # files of dependencies replaced by ours: (module path, file inside that module, replacement
-    # relative to the pin folder). The build then runs in a vendored copy of the pin folder (Go
-    # refuses -overlay for files in the module cache). See tools/README.md (traefik) for why.
-    patches: tuple[tuple[str, str, str], ...] = ()
+    # source edits (see Patch); the build then runs in a vendored copy of the pin folder
+    patches: tuple[Patch, ...] = ()
 
 
 def repo_root() -> Path:
@@ -141,6 +152,22 @@ def binaries() -> list[Binary]:
     prom_minor = prom.lstrip("v").split(".")
     prom_release = f"{int(prom_minor[1]) // 100}.{int(prom_minor[1]) % 100}.{prom_minor[2]}"
     tr = _module_versions("traefik").get("github.com/traefik/traefik/v3", "v0")
+    ar = _module_versions("argo-rollouts").get("github.com/argoproj/argo-rollouts", "v0")
+    ar_x = (
+        # it prints "v" + version (+ "+unknown": no commit is known in a module build)
+        f"github.com/argoproj/argo-rollouts/utils/version.version={ar.lstrip('v')}",
+        "github.com/argoproj/argo-rollouts/utils/version.gitTreeState=clean",
+    )
+    # the controller's metrics and healthz servers listen on every interface (a constant, no
+    # flag): on the embedded cluster it runs on the host, where nothing may listen beyond loopback
+    ar_loopback = (
+        Patch(
+            "github.com/argoproj/argo-rollouts",
+            "controller/controller.go",
+            old='listenAddr                         = "0.0.0.0:%d"',
+            new='listenAddr                         = "127.0.0.1:%d"',
+        ),
+    )
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -255,12 +282,28 @@ def binaries() -> list[Binary]:
             ),
             "addons",
             patches=(
-                (
+                Patch(
                     "github.com/go-acme/lego/v5",
                     "providers/dns/zz_gen_dns_providers.go",
-                    "patches/lego_dns_providers.go",
+                    ours="patches/lego_dns_providers.go",
                 ),
             ),
+        ),
+        # Argo Rollouts: its controller (a host process) and the kubectl plugin the lab types
+        Binary(
+            "rollouts-controller",
+            "argo-rollouts",
+            "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+            ar_x,
+            "addons",
+            patches=ar_loopback,
+        ),
+        Binary(
+            "kubectl-argo-rollouts",
+            "argo-rollouts",
+            "github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts",
+            ar_x,
+            "addons",
         ),
     ]
 
@@ -295,7 +338,15 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator", "prometheus-operator", "prometheus", "traefik")
+ADDON_BINARY_NAMES = (
+    "gatekeeper",
+    "gator",
+    "prometheus-operator",
+    "prometheus",
+    "traefik",
+    "rollouts-controller",
+    "kubectl-argo-rollouts",
+)
 DEV_BINARY_NAMES = ("actionlint",)
 
 
@@ -345,6 +396,9 @@ def _fingerprint(b: Binary, go_version: str) -> str:
         if rel not in ("go.mod", "go.sum"):
             h.update(rel.encode() + b"\0" + p.read_bytes())
     extra = ["cgo" if b.cgo else "", *b.tags] if (b.cgo or b.tags) else []
+    for patch in b.patches:  # a file patch's replacement is hashed above with the pin folder
+        if not patch.ours:
+            extra += ["patch", patch.module, patch.inside, patch.old, patch.new]
     h.update("\0".join([b.package, *b.ldflags, *extra, go_version, "v1"]).encode())
     return h.hexdigest()
 
@@ -392,16 +446,27 @@ def _vendored_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
     out = subprocess.run(
         [go, "mod", "vendor", "-e"], cwd=work, env=env, capture_output=True, text=True
     )
-    for module, inside, ours in b.patches:
-        target = work / "vendor" / module / inside
+    for patch in b.patches:
+        target = work / "vendor" / patch.module / patch.inside
         if out.returncode != 0 or not target.is_file():
             shutil.rmtree(work, ignore_errors=True)
             raise BuildError(
-                f"{b.name}: `go mod vendor` did not provide {module}/{inside}:\n"
+                f"{b.name}: `go mod vendor` did not provide {patch.module}/{patch.inside}:\n"
                 + (out.stderr or out.stdout).strip()[-800:],
                 "check that the Go module proxy is reachable, then " + HINT,
             )
-        shutil.copyfile(mod / ours, target)
+        if patch.ours:
+            shutil.copyfile(mod / patch.ours, target)
+            continue
+        text = target.read_text()
+        if text.count(patch.old) != 1:
+            shutil.rmtree(work, ignore_errors=True)
+            raise BuildError(
+                f"the patch of {patch.module}/{patch.inside} for {b.name} no longer applies "
+                f"(expected {patch.old!r} once)",
+                "update `patches` in kubelab/embedded/build.py for the new version",
+            )
+        target.write_text(text.replace(patch.old, patch.new))
     return work
 
 
@@ -531,8 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
         "addons: the Gatekeeper manager and gator, the Prometheus Operator and Prometheus, "
-        "Traefik; "
-        "then dev: actionlint)",
+        "Traefik, the Argo Rollouts controller and plugin; then dev: actionlint)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
