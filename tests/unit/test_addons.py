@@ -617,5 +617,11 @@ def test_install_applies_an_addons_manifests_before_its_chart(monkeypatch, tmp_p
     manage.install(["traefik"], session, print, wait=False)  # type: ignore[arg-type]
     tools = [Path(c[0]).name for c in calls]
     assert tools == ["kubectl", "helm"]
-    assert calls[0][-5:] == ["apply", "--server-side", "--force-conflicts", "-f",
-                             addons.get("traefik").manifests[0]]  # fmt: skip
+    apply = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        addons.get("traefik").manifests[0],
+    ]
+    assert calls[0][1:6] == apply and calls[0][-2:] == ["--context", "kind-x"], calls[0]
