@@ -84,7 +84,10 @@ def _classes() -> list[dict]:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens there. SO_REUSEADDR, as Traefik's own listener has: connections of an
+    earlier Traefik that wait out TIME_WAIT on that port do not stop a new one from listening."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
