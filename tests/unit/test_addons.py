@@ -619,3 +619,50 @@ def test_install_applies_an_addons_manifests_before_its_chart(monkeypatch, tmp_p
     assert tools == ["kubectl", "helm"]
     assert calls[0][-5:] == ["apply", "--server-side", "--force-conflicts", "-f",
                              addons.get("traefik").manifests[0]]  # fmt: skip
+
+
+def test_keda_chart_and_host_binaries_pin_the_same_release():
+    from kubelab.addons import keda
+    from kubelab.embedded import build
+
+    addon = addons.get("keda")
+    built = build._module_versions("keda")["github.com/kedacore/keda/v2"]
+    assert built == keda.VERSION == f"v{addon.chart.version}" == f"v{addon.app_version}"
+    assert addon.chart.repo == "https://kedacore.github.io/charts"
+    assert addon.needs == ("containers",) and addon.local is not None
+    names = {type(c).__name__ for c in addon.local_ready}
+    assert names >= {"HTTPReady", "APIServiceAvailable", "BothRunning", "CRDEstablished"}
+
+
+def test_keda_adapter_patch_moves_only_its_metrics_listener_to_loopback():
+    """Our copy of the adapter's main.go differs from the pinned upstream file in the one line
+    that binds /metrics (a KEDA bump with a stale copy fails here)."""
+    import difflib
+    import shutil
+    import subprocess
+
+    from kubelab.embedded import build
+
+    (adapter,) = [b for b in build.binaries() if b.name == "keda-adapter"]
+    ((module, inside, ours),) = adapter.patches
+    assert inside == "cmd/adapter/main.go"
+    assert f"{module}/cmd/adapter" == adapter.package and build._main_package_patch(adapter)
+    mine = (build.tools_dir() / "keda" / ours).read_text().splitlines()
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain to find the pinned KEDA source")
+    out = subprocess.run(
+        ["go", "list", "-f", "{{.Dir}}", adapter.package],
+        cwd=build.tools_dir() / "keda", capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        pytest.skip(f"the pinned KEDA module is not in Go's cache: {out.stderr.strip()[-200:]}")
+    upstream = (Path(out.stdout.strip()) / "main.go").read_text().splitlines()
+    changed = [
+        line for line in difflib.unified_diff(upstream, mine, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]  # fmt: skip
+    assert changed == [
+        '-\tmetricsBindAddress := fmt.Sprintf(":%v", metricsAPIServerPort)',
+        '+\t// kubelab: on 127.0.0.1, not on every interface (upstream: fmt.Sprintf(":%v", ...))',
+        '+\tmetricsBindAddress := fmt.Sprintf("127.0.0.1:%v", metricsAPIServerPort)',
+    ], changed

@@ -67,6 +67,9 @@ class Binary:
     # files of dependencies replaced by ours: (module path, file inside that module, replacement
     # relative to the pin folder). The build then runs in a vendored copy of the pin folder (Go
     # refuses -overlay for files in the module cache). See tools/README.md (traefik) for why.
+    # When every patched file belongs to the main package itself (keda-adapter), only that
+    # package is copied, as ./patched of a copy of the pin folder: no vendoring, and every
+    # dependency stays in Go's build cache.
     patches: tuple[tuple[str, str, str], ...] = ()
 
 
@@ -141,6 +144,8 @@ def binaries() -> list[Binary]:
     prom_minor = prom.lstrip("v").split(".")
     prom_release = f"{int(prom_minor[1]) // 100}.{int(prom_minor[1]) % 100}.{prom_minor[2]}"
     tr = _module_versions("traefik").get("github.com/traefik/traefik/v3", "v0")
+    keda = _module_versions("keda").get("github.com/kedacore/keda/v2", "v0")
+    keda_x = (f"github.com/kedacore/keda/v2/version.Version={keda.lstrip('v')}",)
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -262,6 +267,20 @@ def binaries() -> list[Binary]:
                 ),
             ),
         ),
+        # KEDA: its operator and its metrics API server (two main packages upstream; the
+        # admission webhooks are not run). The adapter's /metrics listens on every interface
+        # with no flag to change it: its main.go is ours with that one line on 127.0.0.1
+        Binary("keda", "keda", "github.com/kedacore/keda/v2/cmd/operator", keda_x, "addons"),
+        Binary(
+            "keda-adapter",
+            "keda",
+            "github.com/kedacore/keda/v2/cmd/adapter",
+            keda_x,
+            "addons",
+            patches=(
+                ("github.com/kedacore/keda/v2", "cmd/adapter/main.go", "patches/adapter_main.go"),
+            ),
+        ),
     ]
 
 
@@ -295,7 +314,15 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator", "prometheus-operator", "prometheus", "traefik")
+ADDON_BINARY_NAMES = (
+    "gatekeeper",
+    "gator",
+    "prometheus-operator",
+    "prometheus",
+    "traefik",
+    "keda",
+    "keda-adapter",
+)
 DEV_BINARY_NAMES = ("actionlint",)
 
 
@@ -405,6 +432,36 @@ def _vendored_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
     return work
 
 
+def _main_package_patch(b: Binary) -> bool:
+    return bool(b.patches) and all(
+        f"{module}/{Path(inside).parent.as_posix()}" == b.package for module, inside, _ in b.patches
+    )
+
+
+def _patched_main_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
+    """A copy of the pin folder holding, as ./patched, b.package's files with `b.patches`
+    applied (the caller builds ./patched there and removes the copy)."""
+    work = where / f".{b.name.replace('/', '_')}.{os.getpid()}.patched"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(mod, work)
+    out = subprocess.run([go, "list", "-f", "{{.Dir}}", b.package], cwd=mod,
+                         capture_output=True, text=True)  # fmt: skip
+    source = Path(out.stdout.strip())
+    if out.returncode != 0 or not source.is_dir():
+        shutil.rmtree(work, ignore_errors=True)
+        raise BuildError(
+            f"{b.name}: cannot find the source of {b.package}: {out.stderr.strip()[-800:]}",
+            "check that the Go module proxy is reachable, then " + HINT,
+        )
+    (work / "patched").mkdir()
+    for f in source.glob("*.go"):
+        if not f.name.endswith("_test.go"):
+            shutil.copyfile(f, work / "patched" / f.name)
+    for _, inside, ours in b.patches:
+        shutil.copyfile(mod / ours, work / "patched" / Path(inside).name)
+    return work
+
+
 def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[float, int]:
     go = _go()
     mod = tools_dir() / b.module
@@ -426,8 +483,12 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     }
     progress(f"building {b.name} ({b.package}) ...")
     start = time.monotonic()
-    work = _vendored_copy(b, go, mod, dest.parent) if b.patches else None
-    if work:
+    work = None
+    if _main_package_patch(b):
+        work = _patched_main_copy(b, go, mod, dest.parent)
+        cmd[-1] = "./patched"
+    elif b.patches:
+        work = _vendored_copy(b, go, mod, dest.parent)
         env["GOFLAGS"] = "-mod=vendor"
     try:
         proc = subprocess.run(cmd, cwd=work or mod, env=env, capture_output=True, text=True)
