@@ -625,3 +625,41 @@ def test_install_applies_an_addons_manifests_before_its_chart(monkeypatch, tmp_p
         addons.get("traefik").manifests[0],
     ]
     assert calls[0][1:6] == apply and calls[0][-2:] == ["--context", "kind-x"], calls[0]
+
+
+def test_keda_chart_and_host_binaries_pin_the_same_release():
+    from kubelab.addons import keda
+    from kubelab.embedded import build
+
+    addon = addons.get("keda")
+    built = build._module_versions("keda")["github.com/kedacore/keda/v2"]
+    assert built == keda.VERSION == f"v{addon.chart.version}" == f"v{addon.app_version}"
+    assert addon.chart.repo == "https://kedacore.github.io/charts"
+    assert addon.needs == ("containers",) and addon.local is not None
+    names = {type(c).__name__ for c in addon.local_ready}
+    assert names >= {"HTTPReady", "APIServiceAvailable", "BothRunning", "CRDEstablished"}
+
+
+def test_keda_adapter_patch_moves_only_its_metrics_listener_to_loopback():
+    """The adapter's one edit binds /metrics to 127.0.0.1, in its main package (built without
+    vendoring); the pinned source has the upstream line exactly once (a KEDA bump that changes
+    it fails here, before any build)."""
+    import shutil
+    import subprocess
+
+    from kubelab.embedded import build
+
+    (adapter,) = [b for b in build.binaries() if b.name == "keda-adapter"]
+    (patch,) = adapter.patches
+    assert patch.inside == "cmd/adapter/main.go" and build._main_package_patch(adapter)
+    assert '":%v"' in patch.old and '"127.0.0.1:%v"' in patch.new
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain to find the pinned KEDA source")
+    out = subprocess.run(
+        ["go", "list", "-f", "{{.Dir}}", adapter.package],
+        cwd=build.tools_dir() / "keda", capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        pytest.skip(f"the pinned KEDA module is not in Go's cache: {out.stderr.strip()[-200:]}")
+    upstream = (Path(out.stdout.strip()) / "main.go").read_text()
+    assert upstream.count(patch.old) == 1

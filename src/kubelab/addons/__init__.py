@@ -17,6 +17,7 @@ _MODULES = (
     "gatekeeper",
     "istio_base",
     "istio",
+    "keda",
     "kiali",
     "kube_prometheus_stack",
     "metrics_server",

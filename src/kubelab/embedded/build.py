@@ -77,7 +77,10 @@ class Binary:
     group: str = "control-plane"  # one of GROUPS
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
-    # source edits (see Patch); the build then runs in a vendored copy of the pin folder
+    # source edits (see Patch). The build runs in a vendored copy of the pin folder, or, when
+    # every patched file is in the main package itself (keda-adapter), in a copy of the pin
+    # folder holding only that package as ./patched: no vendoring, every dependency stays in
+    # Go's build cache.
     patches: tuple[Patch, ...] = ()
 
 
@@ -167,6 +170,14 @@ def binaries() -> list[Binary]:
             old='listenAddr                         = "0.0.0.0:%d"',
             new='listenAddr                         = "127.0.0.1:%d"',
         ),
+    )
+    keda = _module_versions("keda").get("github.com/kedacore/keda/v2", "v0")
+    keda_x = (f"github.com/kedacore/keda/v2/version.Version={keda.lstrip('v')}",)
+    keda_loopback = Patch(
+        "github.com/kedacore/keda/v2",
+        "cmd/adapter/main.go",
+        old='metricsBindAddress := fmt.Sprintf(":%v", metricsAPIServerPort)',
+        new='metricsBindAddress := fmt.Sprintf("127.0.0.1:%v", metricsAPIServerPort)',
     )
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
@@ -305,6 +316,18 @@ def binaries() -> list[Binary]:
             ar_x,
             "addons",
         ),
+        # KEDA: its operator and its metrics API server (two main packages upstream; the
+        # admission webhooks are not run). The adapter's /metrics listens on every interface
+        # with no flag to change it: one line of its main.go is edited to 127.0.0.1
+        Binary("keda", "keda", "github.com/kedacore/keda/v2/cmd/operator", keda_x, "addons"),
+        Binary(
+            "keda-adapter",
+            "keda",
+            "github.com/kedacore/keda/v2/cmd/adapter",
+            keda_x,
+            "addons",
+            patches=(keda_loopback,),
+        ),
     ]
 
 
@@ -346,6 +369,8 @@ ADDON_BINARY_NAMES = (
     "traefik",
     "rollouts-controller",
     "kubectl-argo-rollouts",
+    "keda",
+    "keda-adapter",
 )
 DEV_BINARY_NAMES = ("actionlint",)
 
@@ -455,18 +480,53 @@ def _vendored_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
                 + (out.stderr or out.stdout).strip()[-800:],
                 "check that the Go module proxy is reachable, then " + HINT,
             )
-        if patch.ours:
-            shutil.copyfile(mod / patch.ours, target)
-            continue
-        text = target.read_text()
-        if text.count(patch.old) != 1:
-            shutil.rmtree(work, ignore_errors=True)
-            raise BuildError(
-                f"the patch of {patch.module}/{patch.inside} for {b.name} no longer applies "
-                f"(expected {patch.old!r} once)",
-                "update `patches` in kubelab/embedded/build.py for the new version",
-            )
-        target.write_text(text.replace(patch.old, patch.new))
+        _apply(b, patch, mod, target, work)
+    return work
+
+
+def _apply(b: Binary, patch: Patch, mod: Path, target: Path, work: Path) -> None:
+    """Make `patch`'s edit in `target`, a copy of the patched file inside `work`."""
+    if patch.ours:
+        shutil.copyfile(mod / patch.ours, target)
+        return
+    text = target.read_text()
+    if text.count(patch.old) != 1:
+        shutil.rmtree(work, ignore_errors=True)
+        raise BuildError(
+            f"the patch of {patch.module}/{patch.inside} for {b.name} no longer applies "
+            f"(expected {patch.old!r} once)",
+            "update `patches` in kubelab/embedded/build.py for the new version",
+        )
+    target.write_text(text.replace(patch.old, patch.new))
+
+
+def _main_package_patch(b: Binary) -> bool:
+    return bool(b.patches) and all(
+        f"{p.module}/{Path(p.inside).parent.as_posix()}" == b.package for p in b.patches
+    )
+
+
+def _patched_main_copy(b: Binary, go: str, mod: Path, where: Path) -> Path:
+    """A copy of the pin folder holding, as ./patched, b.package's files with `b.patches`
+    applied (the caller builds ./patched there and removes the copy)."""
+    work = where / f".{b.name.replace('/', '_')}.{os.getpid()}.patched"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(mod, work)
+    out = subprocess.run([go, "list", "-f", "{{.Dir}}", b.package], cwd=mod,
+                         capture_output=True, text=True)  # fmt: skip
+    source = Path(out.stdout.strip())
+    if out.returncode != 0 or not source.is_dir():
+        shutil.rmtree(work, ignore_errors=True)
+        raise BuildError(
+            f"{b.name}: cannot find the source of {b.package}: {out.stderr.strip()[-800:]}",
+            "check that the Go module proxy is reachable, then " + HINT,
+        )
+    (work / "patched").mkdir()
+    for f in source.glob("*.go"):
+        if not f.name.endswith("_test.go"):
+            shutil.copyfile(f, work / "patched" / f.name)
+    for patch in b.patches:
+        _apply(b, patch, mod, work / "patched" / Path(patch.inside).name, work)
     return work
 
 
@@ -491,8 +551,12 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     }
     progress(f"building {b.name} ({b.package}) ...")
     start = time.monotonic()
-    work = _vendored_copy(b, go, mod, dest.parent) if b.patches else None
-    if work:
+    work = None
+    if _main_package_patch(b):
+        work = _patched_main_copy(b, go, mod, dest.parent)
+        cmd[-1] = "./patched"
+    elif b.patches:
+        work = _vendored_copy(b, go, mod, dest.parent)
         env["GOFLAGS"] = "-mod=vendor"
     try:
         proc = subprocess.run(cmd, cwd=work or mod, env=env, capture_output=True, text=True)
