@@ -29,6 +29,8 @@ PACKAGES = {
     "ipset": "kube-router's network-policy firewall (sets of Pod addresses)",
     "iproute2": "the node's bridge",
     "openssl": "the node's certificates",
+    # the argo-cd add-on on the embedded cluster (host processes)
+    "redis-server": "Argo CD's cache (started by kubelab on 127.0.0.1, never as a service)",
 }
 
 

@@ -12,7 +12,7 @@ import importlib
 from kubelab.addons.base import AddOn
 from kubelab.errors import KubelabError
 
-_MODULES = ("gatekeeper", "metrics_server")
+_MODULES = ("argo_cd", "gatekeeper", "metrics_server")
 
 ADDONS: dict[str, AddOn] = {}
 for _module in _MODULES:

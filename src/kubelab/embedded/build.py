@@ -64,6 +64,9 @@ class Binary:
     group: str = "control-plane"  # "control-plane" (always) or "node" (the real node)
     cgo: bool = False  # runc links libseccomp (Debian's libseccomp-dev)
     tags: tuple[str, ...] = ()  # go build -tags
+    # GOTOOLCHAIN for a module whose go.mod needs a newer Go than the machine's (the go
+    # command fetches that approved version from the Go module proxy like a module)
+    toolchain: str | None = None
 
 
 def repo_root() -> Path:
@@ -129,6 +132,8 @@ def binaries() -> list[Binary]:
     ms = _module_versions("metrics-server").get("sigs.k8s.io/metrics-server", "v0")
     kr = _module_versions("kube-router").get("github.com/cloudnativelabs/kube-router/v2", "v0")
     gk = _module_versions("gatekeeper").get("github.com/open-policy-agent/gatekeeper/v3", "v0")
+    argocd = _module_versions("argo-cd").get("github.com/argoproj/argo-cd/v3", "v0")
+    kustomize = _module_versions("argo-cd").get("sigs.k8s.io/kustomize/kustomize/v5", "v0")
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -213,7 +218,34 @@ def binaries() -> list[Binary]:
             (f"github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={gk}",),
             "addons",
         ),
+        # one binary, argv[0] picks the component (argocd-application-controller,
+        # argocd-repo-server, ...); v3.6 needs Go 1.27
+        Binary(
+            "argocd",
+            "argo-cd",
+            "github.com/argoproj/argo-cd/v3/cmd",
+            (
+                f"github.com/argoproj/argo-cd/v3/common.version={argocd.lstrip('v')}",
+                "github.com/argoproj/argo-cd/v3/common.gitTreeState=clean",
+                "github.com/argoproj/argo-cd/v3/common.buildDate=1970-01-01T00:00:00Z",
+            ),
+            "addons",
+            toolchain=ARGOCD_GO_TOOLCHAIN,
+        ),
+        # the repo-server runs `kustomize build`: the version whose kustomize/api Argo CD links
+        Binary(
+            "kustomize",
+            "argo-cd",
+            "sigs.k8s.io/kustomize/kustomize/v5",
+            (f"sigs.k8s.io/kustomize/api/provenance.version={kustomize}",),
+            "addons",
+            toolchain=ARGOCD_GO_TOOLCHAIN,
+        ),
     ]
+
+
+# the Go version Argo CD v3.6's go.mod requires (see tools/README.md)
+ARGOCD_GO_TOOLCHAIN = "go1.27.3"
 
 
 GROUPS = ("control-plane", "node", "addons")
@@ -244,7 +276,7 @@ NODE_BINARY_NAMES = (
     "metrics-server",
     "kube-router",
 )
-ADDON_BINARY_NAMES = ("gatekeeper", "gator")
+ADDON_BINARY_NAMES = ("gatekeeper", "gator", "argocd", "kustomize")
 
 
 def cache_root() -> Path:
@@ -273,7 +305,17 @@ def _go() -> str:
 _go_version_cache: dict[str, str] = {}
 
 
-def _go_version() -> str:
+def _go_env(toolchain: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    if toolchain:
+        env["GOTOOLCHAIN"] = toolchain
+    return env
+
+
+def _go_version(toolchain: str | None = None) -> str:
+    """The Go version a build uses: the machine's, or the pinned toolchain's (not fetched)."""
+    if toolchain:
+        return toolchain
     if "v" not in _go_version_cache:
         out = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True)
         _go_version_cache["v"] = out.stdout.strip() or "unknown"
@@ -311,7 +353,7 @@ def missing(groups: tuple[str, ...] = ("control-plane",)) -> list[str]:
         path = bin_dir() / b.name
         built = path.is_file() and os.access(path, os.X_OK)
         current = not have_pins or (
-            _read_stamp(b.name).get("fingerprint") == _fingerprint(b, _go_version())
+            _read_stamp(b.name).get("fingerprint") == _fingerprint(b, _go_version(b.toolchain))
         )
         if not (built and current):
             out.append(b.name)
@@ -337,7 +379,7 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
         cmd.append("-tags=" + ",".join(b.tags))
     cmd += ["-o", str(tmp), b.package]
     env = {
-        **os.environ,
+        **_go_env(b.toolchain),
         "CGO_ENABLED": "1" if b.cgo else "0",
         "GOFLAGS": os.environ.get("GOFLAGS", "-mod=readonly"),
     }
@@ -355,9 +397,9 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     os.replace(tmp, dest)
     size = dest.stat().st_size
     stamp = {
-        "fingerprint": _fingerprint(b, _go_version()),
+        "fingerprint": _fingerprint(b, _go_version(b.toolchain)),
         "package": b.package,
-        "go": _go_version(),
+        "go": _go_version(b.toolchain),
         "seconds": round(seconds, 1),
         "size": size,
     }
