@@ -71,8 +71,8 @@ def cluster_facts(cluster) -> dict[str, bool]:
 
 # Add-ons this test installs for the labs that require them (and removes afterwards, so the
 # other labs run on a cluster without them). On the embedded cluster without its real node an
-# add-on can run only as a host process (Gatekeeper); with containers, any add-on can.
-HOST_PROCESS_ADDONS = {"gatekeeper"}
+# add-on can run only as a host process (Gatekeeper, Argo CD); with containers, any add-on can.
+HOST_PROCESS_ADDONS = {"gatekeeper", "argo-cd"}
 
 
 def lab_addons(loaded) -> list[str]:
@@ -126,6 +126,9 @@ def test_lab_passes_end_to_end(lab, embedded_cluster, kubelab_cli, tmp_path):
             assert gone.returncode == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
         if "gatekeeper" in installed:
             assert gatekeeper_left_behind(embedded_cluster) == []
+        if "argo-cd" in installed:
+            crds = embedded_cluster.kubectl("get", "crd", "-o", "name").stdout.split()
+            assert [c for c in crds if c.endswith("argoproj.io")] == []
     report = json.loads(report_file.read_text())
     assert [s["id"] for s in report["steps"]] == [s.id for s in loaded.steps]
     for step, result in zip(loaded.steps, report["steps"], strict=True):
