@@ -78,7 +78,7 @@ def _settings() -> list[dict]:
             "data": {"timeout.reconciliation": "180s"},  # Argo CD's default Git polling
         },
         {
-            "apiVersion": "v1",
+            "apiVersion": "argoproj.io/v1alpha1",
             "kind": "AppProject",
             "metadata": {"name": "default", "namespace": NAMESPACE},
             "spec": {
@@ -170,8 +170,7 @@ class HostProcesses:
         progress(f"argo-cd: applying its CRDs ({VERSION})")
         crds = [arg for name in CRDS for arg in ("-f", str(module / "manifests" / "crds" / name))]
         _kubectl(kube, "apply", "--server-side", "--force-conflicts", *crds)
-        _kubectl(kube, "wait", "--for=condition=Established", "--timeout=60s",
-                 f"crd/{APPLICATIONS_CRD}", "crd/appprojects.argoproj.io")  # fmt: skip
+        _wait_established(kube, (APPLICATIONS_CRD, "appprojects.argoproj.io"))
         host.apply(kube, "argo-cd", _settings())
         existing = _kubectl(kube, "get", "secret", "argocd-secret", "-n", NAMESPACE,
                             "--ignore-not-found", "-o", "name")  # fmt: skip
@@ -258,6 +257,19 @@ def _python() -> str:
 def _kubelab_path() -> str:
     """Where the kubelab package is, so the relay runs from the same code as this command."""
     return str(Path(__file__).resolve().parents[2])
+
+
+def _wait_established(kube: Kube, names: tuple[str, ...], timeout: float = 60) -> None:
+    """Until the CRDs are Established (`kubectl wait` fails on a CRD with no status yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        results = [CRDEstablished(name).evaluate(kube) for name in names]
+        if all(ok for ok, _ in results):
+            return
+        if time.monotonic() >= deadline:
+            seen = "; ".join(what for ok, what in results if not ok)
+            raise KubelabError(f"argo-cd: {seen} after {timeout:.0f}s", "`kubectl get crd`")
+        time.sleep(0.2)
 
 
 def _wait_for_sockets(program: HostProgram, kube: Kube, paths: list[str]) -> None:
