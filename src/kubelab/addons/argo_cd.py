@@ -163,10 +163,14 @@ class HostProcesses:
         for program in PROGRAMS:  # a half-started earlier install: start afresh
             program.stop(kube, progress)
         folder = CONTROLLER.folder(kube)
-        for sub in ("tmp", "home", "redis"):
+        for sub in ("tmp", "home", "redis", "bin"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
 
         module = host.module_dir("argo-cd", MODULE, VERSION, build.ARGOCD_GO_TOOLCHAIN)
+        # the repo-server runs it on every revision it renders (Argo CD's image ships it)
+        wrapper = folder / "bin" / "git-verify-wrapper.sh"
+        shutil.copyfile(module / "hack" / "git-verify-wrapper.sh", wrapper)
+        wrapper.chmod(0o755)
         progress(f"argo-cd: applying its CRDs ({VERSION})")
         crds = [arg for name in CRDS for arg in ("-f", str(module / "manifests" / "crds" / name))]
         _kubectl(kube, "apply", "--server-side", "--force-conflicts", *crds)
@@ -181,11 +185,15 @@ class HostProcesses:
         api_port = _api_server_port(kube)
         REDIS.start(kube, [redis, "--bind", "127.0.0.1", "--port", str(redis_port),
                            "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+                           # its process title would overwrite the environment that tells
+                           # kubelab the process is the add-on's (kubelab.addons.host)
+                           "--set-proc-title", "no",
                            "--dir", str(folder / "redis")])  # fmt: skip
         env = {
             "HOME": str(folder / "home"),  # git's and helm's own settings stay in here
             "TMPDIR": str(folder / "tmp"),  # where the repo-server clones and renders
-            "PATH": f"{build.bin_dir()}:{_path()}",  # helm, kustomize (built), git
+            # helm, kustomize (built), git-verify-wrapper.sh, git
+            "PATH": f"{build.bin_dir()}:{folder / 'bin'}:{_path()}",
             "ARGOCD_GPG_ENABLED": "false",
             "ARGOCD_ASK_PASS_SOCK": str(folder / "askpass.sock"),
         }
@@ -194,7 +202,7 @@ class HostProcesses:
             kube,
             [str(argocd), "--address", "127.0.0.1", "--port", str(repo_port),
              "--metrics-address", "127.0.0.1", "--metrics-port", str(repo_metrics),
-             "--disable-tls", *common],
+             "--disable-tls", "--client-ca-path=", *common],
             {**env, "ARGOCD_BINARY_NAME": "argocd-repo-server"},
         )  # fmt: skip
         REPO_SERVER.write_port(kube, "repo-server-metrics", repo_metrics)
@@ -211,6 +219,10 @@ class HostProcesses:
              "--namespace", NAMESPACE, "--repo-server", f"127.0.0.1:{repo_port}",
              "--repo-server-plaintext", *common],
             {**env, "ARGOCD_BINARY_NAME": "argocd-application-controller",
+             # https://kubernetes.default.svc is "the cluster I run in": outside a Pod, Argo CD
+             # takes that cluster's address and credentials from KUBECONFIG instead
+             "ARGOCD_FAKE_IN_CLUSTER": "true",
+             "KUBECONFIG": str(host.private_kubeconfig(kube)),
              "PYTHONPATH": _kubelab_path()},
         )  # fmt: skip
         progress(
