@@ -118,6 +118,9 @@ def test_lab_passes_end_to_end(lab, embedded_cluster, kubelab_cli, tmp_path):
             got = kubelab_cli("addons", "install", addon, env=env)
             assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
             installed.append(addon)
+        # installed by helm where containers run, except a host-process add-on (never a release)
+        release = facts[f"addon:{addon}"] and addon not in HOST_PROCESS_ADDONS
+        facts.setdefault(f"addon-release:{addon}", release)
     try:
         proc = kubelab_cli("run", lab, "--report", str(report_file), env=env)
     finally:
