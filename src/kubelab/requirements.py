@@ -172,6 +172,11 @@ class Capabilities:
                 f"needs the add-on {name} as kubelab's Helm release "
                 f"{addon.namespace}/{addon.release}; here it is {whose}"
             )
+        if release and st.source == "kubelab" and st.revision is None:
+            return False, (
+                f"needs the add-on {name} as kubelab's Helm release "
+                f"{addon.namespace}/{addon.release}; here it runs as host processes"
+            )
         if st.installed and st.ready:
             return True, ""
         if not st.installed:
