@@ -30,6 +30,8 @@ PACKAGES = {
     "iproute2": "the node's bridge",
     "openssl": "the node's certificates",
     "shellcheck": "actionlint's check of the CI workflows' shell scripts",
+    # the argo-cd add-on on the embedded cluster (host processes)
+    "redis-server": "Argo CD's cache (started by kubelab on 127.0.0.1, never as a service)",
 }
 
 

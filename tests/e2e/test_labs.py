@@ -73,8 +73,14 @@ def cluster_facts(cluster) -> dict[str, bool]:
 
 # Add-ons this test installs for the labs that require them (and removes afterwards, so the
 # other labs run on a cluster without them). On the embedded cluster without its real node an
-# add-on can run only as a host process (Gatekeeper); with containers, any add-on can.
-HOST_PROCESS_ADDONS = {"argo-rollouts", "gatekeeper", "kube-prometheus-stack", "traefik"}
+# add-on can run only as a host process (Gatekeeper, Argo CD); with containers, any add-on can.
+HOST_PROCESS_ADDONS = {
+    "argo-cd",
+    "argo-rollouts",
+    "gatekeeper",
+    "kube-prometheus-stack",
+    "traefik",
+}
 # Add-ons that cannot run on the embedded cluster at all (Istio's Envoy is C++, and the node
 # pulls no images): their steps skip, real node or not.
 NEVER_EMBEDDED_ADDONS = {"istio-base", "istio", "kiali"}
@@ -136,6 +142,9 @@ def test_lab_passes_end_to_end(lab, embedded_cluster, kubelab_cli, tmp_path):
             got = kubelab_cli("addons", "install", addon, env=env)
             assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
             installed.append(addon)
+        # installed by helm where containers run, except a host-process add-on (never a release)
+        release = facts[f"addon:{addon}"] and addon not in HOST_PROCESS_ADDONS
+        facts.setdefault(f"addon-release:{addon}", release)
     try:
         proc = kubelab_cli("run", lab, "--report", str(report_file), env=env)
     finally:
@@ -146,6 +155,9 @@ def test_lab_passes_end_to_end(lab, embedded_cluster, kubelab_cli, tmp_path):
             assert gatekeeper_left_behind(embedded_cluster) == []
         if "traefik" in installed:
             assert traefik_left_behind(embedded_cluster) == []
+        if "argo-cd" in installed:
+            crds = embedded_cluster.kubectl("get", "crd", "-o", "name").stdout.split()
+            assert [c for c in crds if c.endswith("argoproj.io")] == []
     report = json.loads(report_file.read_text())
     assert [s["id"] for s in report["steps"]] == [s.id for s in loaded.steps]
     for step, result in zip(loaded.steps, report["steps"], strict=True):

@@ -13,6 +13,7 @@ from kubelab.addons.base import AddOn
 from kubelab.errors import KubelabError
 
 _MODULES = (
+    "argo_cd",
     "argo_rollouts",
     "gatekeeper",
     "istio_base",

@@ -156,15 +156,17 @@ def apply(kube: Kube, what: str, objects: list[dict], *, server_side: bool = Fal
     return kubectl(kube, what, "apply", *flags, "-f", "-", stdin=doc)
 
 
-def module_dir(tools_subdir: str, module: str, version: str) -> Path:
+def module_dir(tools_subdir: str, module: str, version: str, toolchain: str | None = None) -> Path:
     """The source of a pinned Go module (its CRDs, manifests…), from the Go module cache:
-    downloaded once, through the pinning module in tools/k8s/<tools_subdir>."""
+    downloaded once, through the pinning module in tools/k8s/<tools_subdir> (with the Go
+    toolchain its go.mod needs, as kubelab.embedded.build pins it)."""
     from kubelab.embedded import build
 
+    env = {**os.environ, "GOTOOLCHAIN": toolchain} if toolchain else None
     try:
         proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
                               cwd=build.tools_dir() / tools_subdir, capture_output=True,
-                              text=True, timeout=300, check=False)  # fmt: skip
+                              text=True, timeout=300, check=False, env=env)  # fmt: skip
         return Path(json.loads(proc.stdout)["Dir"])
     except (OSError, subprocess.TimeoutExpired, ValueError, KeyError):
         raise KubelabError(

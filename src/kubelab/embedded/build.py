@@ -82,6 +82,9 @@ class Binary:
     # folder holding only that package as ./patched: no vendoring, every dependency stays in
     # Go's build cache.
     patches: tuple[Patch, ...] = ()
+    # GOTOOLCHAIN for a module whose go.mod needs a newer Go than the machine's (the go
+    # command fetches that approved version from the Go module proxy like a module)
+    toolchain: str | None = None
 
 
 def repo_root() -> Path:
@@ -179,6 +182,8 @@ def binaries() -> list[Binary]:
         old='metricsBindAddress := fmt.Sprintf(":%v", metricsAPIServerPort)',
         new='metricsBindAddress := fmt.Sprintf("127.0.0.1:%v", metricsAPIServerPort)',
     )
+    argocd = _module_versions("argo-cd").get("github.com/argoproj/argo-cd/v3", "v0")
+    kustomize = _module_versions("argo-cd").get("sigs.k8s.io/kustomize/kustomize/v5", "v0")
     cni = "github.com/containernetworking/plugins/plugins"
     ctrd_x = (f"github.com/containerd/containerd/v2/version.Version={containerd}",)
     return [
@@ -328,7 +333,34 @@ def binaries() -> list[Binary]:
             "addons",
             patches=(keda_loopback,),
         ),
+        # one binary, argv[0] picks the component (argocd-application-controller,
+        # argocd-repo-server, ...); v3.6 needs Go 1.27
+        Binary(
+            "argocd",
+            "argo-cd",
+            "github.com/argoproj/argo-cd/v3/cmd",
+            (
+                f"github.com/argoproj/argo-cd/v3/common.version={argocd.lstrip('v')}",
+                "github.com/argoproj/argo-cd/v3/common.gitTreeState=clean",
+                "github.com/argoproj/argo-cd/v3/common.buildDate=1970-01-01T00:00:00Z",
+            ),
+            "addons",
+            toolchain=ARGOCD_GO_TOOLCHAIN,
+        ),
+        # the repo-server runs `kustomize build`: the version whose kustomize/api Argo CD links
+        Binary(
+            "kustomize",
+            "argo-cd",
+            "sigs.k8s.io/kustomize/kustomize/v5",
+            (f"sigs.k8s.io/kustomize/api/provenance.version={kustomize}",),
+            "addons",
+            toolchain=ARGOCD_GO_TOOLCHAIN,
+        ),
     ]
+
+
+# the Go version Argo CD v3.6's go.mod requires (see tools/README.md)
+ARGOCD_GO_TOOLCHAIN = "go1.27.3"
 
 
 # control-plane: the embedded cluster; node: its real node (Linux); addons: add-ons run as host
@@ -371,6 +403,8 @@ ADDON_BINARY_NAMES = (
     "kubectl-argo-rollouts",
     "keda",
     "keda-adapter",
+    "argocd",
+    "kustomize",
 )
 DEV_BINARY_NAMES = ("actionlint",)
 
@@ -401,7 +435,17 @@ def _go() -> str:
 _go_version_cache: dict[str, str] = {}
 
 
-def _go_version() -> str:
+def _go_env(toolchain: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    if toolchain:
+        env["GOTOOLCHAIN"] = toolchain
+    return env
+
+
+def _go_version(toolchain: str | None = None) -> str:
+    """The Go version a build uses: the machine's, or the pinned toolchain's (not fetched)."""
+    if toolchain:
+        return toolchain
     if "v" not in _go_version_cache:
         out = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True)
         _go_version_cache["v"] = out.stdout.strip() or "unknown"
@@ -448,7 +492,7 @@ def missing(groups: tuple[str, ...] = ("control-plane",)) -> list[str]:
         path = bin_dir() / b.name
         built = path.is_file() and os.access(path, os.X_OK)
         current = not have_pins or (
-            _read_stamp(b.name).get("fingerprint") == _fingerprint(b, _go_version())
+            _read_stamp(b.name).get("fingerprint") == _fingerprint(b, _go_version(b.toolchain))
         )
         if not (built and current):
             out.append(b.name)
@@ -545,7 +589,7 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
         cmd.append("-tags=" + ",".join(b.tags))
     cmd += ["-o", str(tmp), b.package]
     env = {
-        **os.environ,
+        **_go_env(b.toolchain),
         "CGO_ENABLED": "1" if b.cgo else "0",
         "GOFLAGS": os.environ.get("GOFLAGS", "-mod=readonly"),
     }
@@ -574,9 +618,9 @@ def build_one(b: Binary, progress: Callable[[str], object] = print) -> tuple[flo
     os.replace(tmp, dest)
     size = dest.stat().st_size
     stamp = {
-        "fingerprint": _fingerprint(b, _go_version()),
+        "fingerprint": _fingerprint(b, _go_version(b.toolchain)),
         "package": b.package,
-        "go": _go_version(),
+        "go": _go_version(b.toolchain),
         "seconds": round(seconds, 1),
         "size": size,
     }
@@ -660,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         help="build only this group (repeatable); default: all (control-plane, then node: "
         "kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS, metrics-server; then "
         "addons: the Gatekeeper manager and gator, the Prometheus Operator and Prometheus, "
-        "Traefik, the Argo Rollouts controller and plugin; then dev: actionlint)",
+        "Traefik, the Argo Rollouts controller and plugin, KEDA, Argo CD and kustomize; then "
+        "dev: actionlint)",
     )
     args = parser.parse_args(argv)
     # the real node's binaries (containerd, runc with seccomp, the kubelet) are Linux programs
