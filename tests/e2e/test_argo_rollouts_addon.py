@@ -5,9 +5,10 @@ nothing and says so, and an uninstall leaves nothing of it."""
 from __future__ import annotations
 
 import json
-import time
 
-from kubelab.embedded import cluster, hoststate
+from sockets import listening_addresses
+from waiting import poll
+
 from kubelab.embedded.cluster import cluster_dir
 
 ROLLOUT = {
@@ -37,16 +38,6 @@ SERVICE = {
 }
 
 
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            assert value, f"not true after {timeout:.0f}s: {what}"
-            return value
-        time.sleep(0.5)
-
-
 def _left_behind(c) -> list[str]:
     crds = [n for n in c.kubectl("get", "crd", "-o", "name").stdout.split() if "argoproj.io" in n]
     ns = c.kubectl("get", "namespace", "argo-rollouts", check=False)
@@ -62,15 +53,12 @@ def test_argo_rollouts_host_process_reconciles_and_leaves_nothing(embedded_clust
         pid = int(pid_file.read_text())
         again = kubelab_cli("addons", "install", "argo-rollouts", env=env)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-        assert "already running" in again.stdout and "nothing to change" in again.stdout
+        said = " ".join(again.stdout.split())  # the terminal may wrap lines
+        assert "already running" in said and "nothing to change" in said, said
         assert int(pid_file.read_text()) == pid  # the same process, not a second one
 
         # nothing of it listens beyond loopback (upstream binds 0.0.0.0; patched at build time)
-        inodes = cluster._socket_inodes(pid)
-        listening = [
-            cols[1] for _, cols in hoststate.socket_rows(("tcp", "tcp6"))
-            if cols[3] == "0A" and cols[9] in inodes
-        ]  # fmt: skip
+        listening = listening_addresses(pid)
         assert len(listening) == 2, listening  # metrics and healthz
         assert all(a.startswith("0100007F:") for a in listening), listening
 
@@ -85,14 +73,14 @@ def test_argo_rollouts_host_process_reconciles_and_leaves_nothing(embedded_clust
                 if [o["kind"] for o in rs["metadata"].get("ownerReferences", [])] == ["Rollout"]
             ]  # fmt: skip
 
-        [rs] = _until(owned_rs, 60, "the controller creates the Rollout's ReplicaSet")
+        [rs] = poll("the controller creates the Rollout's ReplicaSet", owned_rs, 60)
         rs_hash = rs["metadata"]["labels"]["rollouts-pod-template-hash"]
 
         def current_hash() -> str:
             ro = json.loads(c.kubectl("get", "rollout", "addon-e2e", "-o", "json").stdout)
             return (ro.get("status") or {}).get("currentPodHash", "")
 
-        assert _until(current_hash, 30, "the Rollout reports its ReplicaSet") == rs_hash
+        assert poll("the Rollout reports its ReplicaSet", current_hash, 30) == rs_hash
     finally:
         c.kubectl("delete", "service", "addon-e2e", "--ignore-not-found")
         gone = kubelab_cli("addons", "uninstall", "argo-rollouts", env=env)
@@ -100,10 +88,10 @@ def test_argo_rollouts_host_process_reconciles_and_leaves_nothing(embedded_clust
     assert _left_behind(c) == []
     assert not pid_file.exists()
     # the Rollout went with its CRD, and its ReplicaSet with it (owner reference)
-    _until(
+    poll(
+        "the Rollout's ReplicaSet is garbage-collected",
         lambda: c.kubectl("get", "rs", "-l", "app=addon-e2e", "-o", "name").stdout.strip() == "",
         60,
-        "the Rollout's ReplicaSet is garbage-collected",
     )
     status = kubelab_cli("addons", "status", "argo-rollouts", env=env)
     assert "not installed" in status.stdout or "not running" in status.stdout, status.stdout

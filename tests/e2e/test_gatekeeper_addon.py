@@ -10,7 +10,10 @@ import signal
 import time
 from pathlib import Path
 
-from kubelab.embedded import cluster, hoststate
+from sockets import listening_addresses
+from waiting import poll
+
+from kubelab.embedded import cluster
 from kubelab.embedded.cluster import cluster_dir
 
 LAB = Path(__file__).resolve().parents[2] / "labs" / "admission-gatekeeper"
@@ -24,16 +27,6 @@ def _pod(name: str, labels: dict[str, str]) -> str:
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
         "spec": {"containers": [{"name": "c", "image": "localhost/kubelab/probe-test-app:v1"}]},
     })  # fmt: skip
-
-
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            assert value, f"not true after {timeout:.0f}s: {what}"
-            return value
-        time.sleep(0.5)
 
 
 def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
@@ -56,11 +49,7 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
         assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
         # nothing of it listens beyond loopback (its Prometheus exporter would, on ":PORT")
         manager = int(pid_file.read_text())
-        inodes = cluster._socket_inodes(manager)
-        listening = [
-            cols[1] for _, cols in hoststate.socket_rows(("tcp", "tcp6"))
-            if cols[3] == "0A" and cols[9] in inodes
-        ]  # fmt: skip
+        listening = listening_addresses(manager)
         assert listening and all(
             a.startswith(("0100007F:", "00000000000000000000000001000000:")) for a in listening
         ), listening
@@ -73,7 +62,7 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
         c.kubectl("create", "namespace", NAMESPACE)
         c.kubectl("apply", "-f", str(LAB / "k8srequiredlabels-template.yaml"))
         crd = "crd/k8srequiredlabels.constraints.gatekeeper.sh"
-        _until(lambda: c.kubectl("get", crd, check=False).returncode == 0, 60, f"{crd} made")
+        poll(f"{crd} made", lambda: c.kubectl("get", crd, check=False).returncode == 0, 60)
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s", crd)
         c.kubectl("apply", "-f", "-", input=policy.replace("[admission-demo]", f"[{NAMESPACE}]"))
 
@@ -82,7 +71,7 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
                              input=_pod("no-owner", {}))  # fmt: skip
             return proc.returncode != 0 and "validation.gatekeeper.sh" in proc.stderr
 
-        _until(denied, 60, "a Pod without owner is denied by Gatekeeper")
+        poll("a Pod without owner is denied by Gatekeeper", denied, 60)
         c.kubectl("create", "-f", "-", input=_pod("ok", {"owner": "jane.agilebank.demo"}))
 
         # the manager dies: writes go through unchecked, within the webhook's timeout
@@ -105,7 +94,6 @@ def test_gatekeeper_host_process_enforces_and_cannot_lock_the_cluster(
 def test_cluster_down_stops_the_gatekeeper_host_process(embedded_cluster, kubelab_cli, monkeypatch):
     """`kubelab addons install` then `cluster down` without an uninstall: nothing keeps running.
     (Checked on a second cluster of its own, so the session's cluster stays up.)"""
-    from kubelab.embedded import cluster
 
     name = f"{embedded_cluster.name}-gk"
     kubeconfig = embedded_cluster.kubeconfig.with_name("gk-down")

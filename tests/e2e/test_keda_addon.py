@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from sockets import listening_addresses
 
-from kubelab.embedded import cluster, hoststate
 from kubelab.embedded.cluster import cluster_dir
 
 # /proc/net/tcp's little-endian hex of 127.0.0.1 and of the real node's 10.244.0.1
@@ -26,14 +26,6 @@ def keda_left_behind(c) -> list[str]:
     if c.kubectl("get", "namespace", "keda", check=False).returncode == 0:
         left.append("namespace/keda")
     return left
-
-
-def _listening(pid: int) -> list[str]:
-    inodes = cluster._socket_inodes(pid)
-    return [
-        cols[1] for _, cols in hoststate.socket_rows(("tcp", "tcp6"))
-        if cols[3] == "0A" and cols[9] in inodes
-    ]  # fmt: skip
 
 
 def test_keda_without_the_real_node_is_refused_with_what_to_do(embedded_cluster, kubelab_cli):
@@ -66,7 +58,7 @@ def test_keda_host_processes_install_twice_serve_the_external_metrics_api_and_un
         assert pids == {p: int((folder / f"{p}.pid").read_text()) for p in pids}
 
         for program, pid in pids.items():
-            listening = _listening(pid)
+            listening = listening_addresses(pid)
             assert listening, (program, "listens nowhere?")
             assert all(a.startswith(ALLOWED) for a in listening), (program, listening)
 
