@@ -401,3 +401,14 @@ def test_kubeconfig_path_and_bad_file(tmp_path: Path, monkeypatch: pytest.Monkey
     a.write_text("clusters: [unclosed\n")
     with pytest.raises(kubeconfig.KubeconfigError, match="not valid YAML"):
         kubeconfig.load()
+
+
+def test_controllers_run_without_leader_election(embedded_cluster: Any) -> None:
+    """One controller manager and one scheduler, no rival: with leader election, a lease renewal
+    that times out while the machine is loaded makes them exit, and nothing restarts them (seen
+    in CI: every Deployment after that stood still)."""
+    pids = cluster.cluster_dir(embedded_cluster.name) / "pids"
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        pid = int((pids / f"{component}.pid").read_text())
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"--leader-elect=false" in args, (component, args)

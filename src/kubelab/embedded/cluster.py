@@ -199,8 +199,14 @@ def kwokctl_config(name: str, ports: dict[str, int], real_node: bool) -> str:
             ("cluster-signing-key-file", p["ca_key"]),
             ("use-service-account-credentials", "true"),
             ("authorization-always-allow-paths", HEALTH_PATHS),
+            # one instance, no rival: with leader election a lease renewal that times out on a
+            # loaded machine (5 s) makes it exit for good, and nothing restarts it
+            ("leader-elect", "false"),
         ],
-        "kube-scheduler": [("authorization-always-allow-paths", HEALTH_PATHS)],
+        "kube-scheduler": [
+            ("authorization-always-allow-paths", HEALTH_PATHS),
+            ("leader-elect", "false"),
+        ],
         # kwok's own server (fake nodes' logs/exec/port-forward, /metrics, /debug/pprof) has no
         # authentication at all; simulated nodes need none of it: no server (an empty address
         # alone would make kwok listen on 0.0.0.0:<node-port>)
