@@ -505,27 +505,6 @@ def plans(names: list[str], session: Session, action: str) -> list[Plan]:
     return [plan_uninstall(a, session) for a in chosen]
 
 
-def _run_kubectl(session: Session, args: list[str]) -> None:
-    """kubectl on the session's pinned context (an add-on's manifests)."""
-    kubectl = shutil.which("kubectl", path=session.env.get("PATH"))
-    if kubectl is None:
-        raise MissingToolError("kubectl is not on PATH", "install kubectl (README: prerequisites)")
-    cmd = [kubectl, "--kubeconfig", str(session.kubeconfig), "--context", session.context.name]
-    try:
-        proc = subprocess.run([*cmd, *args], env=session.env, capture_output=True, text=True,
-                              timeout=HELM_TIMEOUT, check=False)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise KubelabError(
-            f"`kubectl {shlex.join(args)}` did not finish within {HELM_TIMEOUT:.0f}s",
-            "is the cluster (and the manifest's address) reachable? `kubelab doctor`",
-        ) from None
-    if proc.returncode != 0:
-        raise KubelabError(
-            f"`kubectl {shlex.join(args)}` failed:\n{(proc.stderr or proc.stdout).strip()[-2000:]}",
-            "see kubectl's message above",
-        )
-
-
 # --- install / uninstall ----------------------------------------------------------------------
 
 
